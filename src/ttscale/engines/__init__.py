@@ -1,0 +1,53 @@
+"""Policy engines, one module per backend; heavy imports happen only when one is loaded."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ttscale.engines.base import Continuation, ModelInfo, Policy
+from ttscale.errors import ConfigError
+from ttscale.registry import parse_choice
+
+__all__ = ["ENGINES", "Continuation", "EngineSpec", "ModelInfo", "Policy", "load_policy"]
+
+ENGINES = ("llama.cpp", "openai")
+
+
+@dataclass(frozen=True)
+class EngineSpec:
+    """Which policy to run. ``model`` is a GGUF path for llama.cpp (None: the embedded
+    SmolLM2-135M) or the served model's name for an OpenAI-compatible server (None: the one
+    the server lists)."""
+
+    kind: str = "llama.cpp"
+    model: str | None = None
+    base_url: str | None = None
+    api_key: str | None = None
+    parameters: int | None = None
+    n_ctx: int = 32768
+    n_threads: int | None = None
+    n_gpu_layers: int = 0
+    concurrency: int = 64
+    timeout: float = 600.0
+
+    def __post_init__(self) -> None:
+        parse_choice("engine", self.kind, ENGINES)
+        if self.kind == "openai" and not self.base_url:
+            raise ConfigError("the openai engine needs --base-url, e.g. "
+                              "http://127.0.0.1:8000/v1 for `vllm serve MODEL`")
+        if self.kind == "llama.cpp" and self.base_url:
+            raise ConfigError("--base-url is for --engine openai; llama.cpp runs in-process")
+
+
+def load_policy(spec: EngineSpec) -> Policy:
+    if spec.kind == "llama.cpp":
+        from ttscale.engines.llama_cpp import LlamaCppEngine
+
+        return LlamaCppEngine(spec.model, n_ctx=spec.n_ctx, n_threads=spec.n_threads,
+                              n_gpu_layers=spec.n_gpu_layers)
+    from ttscale.engines.openai_http import OpenAICompletionsEngine, check_server
+
+    check_server(spec.base_url or "", spec.api_key)  # fail fast, with a clear message
+    return OpenAICompletionsEngine(spec.base_url or "", spec.model, api_key=spec.api_key,
+                                   parameters=spec.parameters, concurrency=spec.concurrency,
+                                   timeout=spec.timeout)

@@ -1,0 +1,93 @@
+"""The policy-engine protocol shared by every backend.
+
+An engine continues text: given prefixes, it samples ``n`` continuations of each. Search code
+sees only this protocol, never a backend."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Literal, Protocol, runtime_checkable
+
+FinishReason = Literal["stop", "eos", "length"]
+
+
+@dataclass(frozen=True)
+class Continuation:
+    """One sampled continuation of one prefix.
+
+    ``prompt_tokens`` is the prefix length in tokens; ``cached_prompt_tokens`` how many of them
+    this continuation did not have to compute (served from a prefix/KV cache or shared with a
+    sibling sample). ``token_logprobs`` are the log-probabilities, under the model's untempered
+    distribution, of the generated tokens (``None`` where the engine gives none);
+    ``token_offsets`` the character offset in ``text`` where each of those tokens starts, so
+    that a whole solution's log-probabilities can be split by step."""
+
+    text: str
+    finish_reason: FinishReason
+    prompt_tokens: int
+    cached_prompt_tokens: int
+    generated_tokens: int
+    token_logprobs: tuple[float, ...] | None = None
+    token_offsets: tuple[int, ...] | None = None
+    stop_string: str | None = None
+
+    @property
+    def computed_prompt_tokens(self) -> int:
+        return self.prompt_tokens - self.cached_prompt_tokens
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """What an engine knows of its model. ``parameters`` is read from the model itself
+    (GGUF metadata, a config file, or the user's flag); ``None`` when nothing states it."""
+
+    name: str
+    parameters: int | None
+    context_length: int | None = None
+    chat_template: str | None = None
+    extra: dict[str, str] = field(default_factory=dict)
+
+
+@runtime_checkable
+class Policy(Protocol):
+    """A text-continuation engine. Every knob is in the signature; lists in, lists out."""
+
+    @property
+    def info(self) -> ModelInfo: ...
+
+    async def extend(
+        self,
+        prefixes: Sequence[str],
+        n: int,
+        stop: Sequence[str],
+        max_tokens: int,
+        temperature: float,
+        top_p: float,
+        seed: int,
+    ) -> list[list[Continuation]]:
+        """Return ``n`` continuations for each prefix, in order.
+
+        Continuation ``j`` of a prefix is drawn from a random stream determined by
+        ``(seed, prefix, j)`` alone where the backend allows, so the first ``k`` samples of a
+        call with ``n > k`` equal those of a call with ``n = k``. ``temperature == 0`` means
+        greedy decoding. Text stops before the first stop string (which is not included)."""
+        ...
+
+    async def close(self) -> None: ...
+
+
+def validate_extend_args(
+    prefixes: Sequence[str], n: int, max_tokens: int, temperature: float, top_p: float
+) -> None:
+    """Shared argument checks for engines, so every backend rejects the same bad calls."""
+    if isinstance(prefixes, str):
+        raise TypeError("prefixes must be a list of strings, not one string")
+    if n < 1:
+        raise ValueError(f"n must be at least 1, got {n}")
+    if max_tokens < 1:
+        raise ValueError(f"max_tokens must be at least 1, got {max_tokens}")
+    if temperature < 0:
+        raise ValueError(f"temperature must be >= 0, got {temperature}")
+    if not 0 < top_p <= 1:
+        raise ValueError(f"top_p must be in (0, 1], got {top_p}")

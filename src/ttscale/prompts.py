@@ -1,0 +1,89 @@
+"""How a problem becomes the policy's prefix.
+
+Two formats:
+
+* ``fewshot`` — a plain few-shot prompt (``Problem: …\\nSolution:\\nStep 1: …\\n\\nThe answer is
+  \\boxed{N}.``) that small base-like models follow; the embedded SmolLM2-135M needs it.
+* ``chat`` — the paper's math system prompt ("Please reason step by step, and put your final
+  answer within \\boxed{}.") and the problem as the user turn, rendered with the model's chat
+  template: the one in the GGUF file, a named template shipped here (``chatml``, ``llama3``)
+  or a Jinja file of the user's.
+
+Long prompts and templates live in files under ``prompts/``, not in code."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+from importlib import resources
+from pathlib import Path
+
+from ttscale.errors import ConfigError
+from ttscale.registry import parse_choice
+
+PROMPT_FORMATS = ("fewshot", "chat")
+BUILTIN_TEMPLATES = ("chatml", "llama3")
+FEWSHOT_END_STOPS = ("\nProblem:",)
+
+
+@lru_cache(maxsize=None)
+def prompt_file(name: str) -> str:
+    return (resources.files("ttscale") / "prompts" / name).read_text(encoding="utf-8")
+
+
+def system_prompt() -> str:
+    return prompt_file("system_math.txt").strip()
+
+
+@dataclass(frozen=True)
+class PromptFormat:
+    """Renders problems for one policy. ``end_stops`` are strings after which the policy has
+    left the solution (the next few-shot problem); chat models end at end-of-sequence."""
+
+    kind: str = "fewshot"
+    chat_template: str | None = None  # Jinja source, for kind == "chat"
+    bos_token: str = ""
+
+    def __post_init__(self) -> None:
+        parse_choice("prompt format", self.kind, PROMPT_FORMATS)
+        if self.kind == "chat" and not self.chat_template:
+            raise ConfigError(
+                "the chat prompt format needs a chat template: this model has none built in; "
+                f"pass --chat-template with one of {', '.join(BUILTIN_TEMPLATES)} or a .jinja "
+                "file, or use --prompt fewshot"
+            )
+
+    @property
+    def end_stops(self) -> tuple[str, ...]:
+        return FEWSHOT_END_STOPS if self.kind == "fewshot" else ()
+
+    def render(self, problem: str) -> str:
+        if self.kind == "fewshot":
+            return prompt_file("fewshot_math.txt").replace("{problem}", problem.strip())
+        return render_chat(self.chat_template or "", [
+            {"role": "system", "content": system_prompt()},
+            {"role": "user", "content": problem.strip()},
+        ], self.bos_token)
+
+
+def render_chat(template: str, messages: list[dict[str, str]], bos_token: str = "") -> str:
+    from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+    # a template read from a model file is untrusted input: render it sandboxed
+    environment = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True)
+    return environment.from_string(template).render(
+        messages=messages, add_generation_prompt=True, bos_token=bos_token, eos_token=""
+    )
+
+
+def resolve_chat_template(choice: str | None, model_template: str | None) -> str | None:
+    """``choice`` is None (use the model's own), a builtin name, or a path to a Jinja file."""
+    if choice is None:
+        return model_template
+    if choice in BUILTIN_TEMPLATES:
+        return prompt_file(f"{choice}.jinja")
+    path = Path(choice).expanduser()
+    if path.is_file():
+        return path.read_text(encoding="utf-8")
+    raise ConfigError(f"chat template {choice!r} is neither a builtin "
+                      f"({', '.join(BUILTIN_TEMPLATES)}) nor an existing file")

@@ -1,0 +1,281 @@
+"""``ttscale run``: dataset × methods × budgets, one record per (problem, method, budget).
+
+Resumable: records are appended and fsynced as each completes; a rerun of the same command
+skips every finished record. Best-of-N and majority vote are answered from one pool of N
+samples per problem, which also answers every smaller budget without new generations (the
+engine draws sample ``j`` of a prefix from a stream fixed by the seed, the prefix and ``j``,
+so the first k of N samples are exactly a run with budget k)."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+
+from ttscale import __version__
+from ttscale.compute import Ledger, TokenCount
+from ttscale.datasets import TRAIN_ONLY, Problem, load_dataset
+from ttscale.engines.base import Policy
+from ttscale.errors import ConfigError, RunStateError
+from ttscale.evaluation import build_record, record_key
+from ttscale.prompts import PromptFormat
+from ttscale.records import (
+    MANIFEST_FILE,
+    RECORDS_FILE,
+    RecordWriter,
+    read_records,
+    write_json_atomic,
+)
+from ttscale.rewards.base import Scorer
+from ttscale.search import METHODS, get_method
+from ttscale.search.beam_search import check_budget
+from ttscale.search.best_of_n import sample_solutions, score_candidates
+from ttscale.search.context import SearchContext, SearchSettings
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class DatasetSelection:
+    name: str = "gsm8k"
+    ids: tuple[str, ...] | None = None
+    levels: tuple[int, ...] | None = None
+    limit: int | None = None
+    offset: int = 0
+    shuffle_seed: int | None = None
+
+    def load(self) -> Sequence[Problem]:
+        dataset = load_dataset(self.name, ids=self.ids, levels=self.levels, limit=self.limit,
+                               seed=self.shuffle_seed, offset=self.offset)
+        if self.name in TRAIN_ONLY:
+            logger.warning("%s is a training split: use it for calibration or training, not "
+                           "to report results", self.name)
+        for row in dataset.skipped:
+            logger.warning("dataset %s line %d skipped: %s", self.name, row.line, row.reason)
+        return dataset.problems
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    dataset: DatasetSelection = field(default_factory=DatasetSelection)
+    methods: tuple[str, ...] = ("bon",)
+    budgets: tuple[int, ...] = (4,)
+    scorer: str = "confidence"
+    settings: SearchSettings = field(default_factory=SearchSettings)
+
+    def __post_init__(self) -> None:
+        if not self.methods:
+            raise ConfigError("give at least one method (--method), e.g. --method bon,beam")
+        if not self.budgets or any(n < 1 for n in self.budgets):
+            raise ConfigError(f"budgets must be positive integers, got {list(self.budgets)}")
+        for name in self.methods:
+            spec = get_method(name)
+            if spec.uses_width:
+                for n in self.budgets:
+                    check_budget(n, self.settings.width)
+            if spec.uses_scorer and self.scorer == "none":
+                raise ConfigError(f"method {name} needs a scorer; drop --scorer none or use "
+                                  "--method majority")
+
+    def jobs(self) -> list[tuple[str, int]]:
+        """(method, budget) pairs, greedy once at budget 1."""
+        jobs: list[tuple[str, int]] = []
+        for method in self.methods:
+            budgets = (1,) if method == "greedy" else sorted(set(self.budgets))
+            jobs += [(method, n) for n in budgets]
+        return jobs
+
+
+def fingerprint(config: RunConfig, policy: Policy, prompt: PromptFormat) -> dict:
+    """What must not change between a run and its resumption: a record made under other
+    settings would silently mix into the results."""
+    template = prompt.chat_template or ""
+    return {
+        "dataset": config.dataset.name,
+        "scorer": config.scorer,
+        "settings": asdict(config.settings),
+        "prompt": {"kind": prompt.kind,
+                   "template_sha256": hashlib.sha256(template.encode()).hexdigest()},
+        "policy": {"name": policy.info.name, "parameters": policy.info.parameters,
+                   **{k: v for k, v in policy.info.extra.items() if k != "path"}},
+    }
+
+
+def _check_manifest(run_dir: Path, identity: dict) -> None:
+    import json
+
+    path = run_dir / MANIFEST_FILE
+    if not path.exists():
+        return
+    try:
+        previous = json.loads(path.read_text(encoding="utf-8")).get("identity")
+    except (OSError, ValueError) as error:
+        raise RunStateError(f"{path} is unreadable ({error}); move the folder away or use "
+                            "another --out") from error
+    if previous != identity:
+        differing = sorted(k for k in set(previous or {}) | set(identity)
+                           if (previous or {}).get(k) != identity.get(k))
+        raise RunStateError(
+            f"{run_dir} holds a run with other settings (differs in: {', '.join(differing)}); "
+            "resume it with its own settings, or use another --out folder")
+
+
+@dataclass
+class RunOutcome:
+    run_dir: Path
+    records: list[dict]
+    new_records: int
+    skipped_bad_lines: int
+    policy_generated_tokens: int
+    seconds: float
+
+
+ProgressHook = Callable[[int, int], None]
+
+
+async def run(
+    config: RunConfig,
+    policy: Policy,
+    scorer: Scorer | None,
+    run_dir: Path,
+    prompt: PromptFormat,
+    on_problem_done: ProgressHook | None = None,
+) -> RunOutcome:
+    problems = config.dataset.load()
+    settings = replace(config.settings, end_stops=prompt.end_stops)
+    identity = fingerprint(config, policy, prompt)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    _check_manifest(run_dir, identity)
+    write_json_atomic(run_dir / MANIFEST_FILE, {
+        "identity": identity,
+        "methods": list(config.methods),
+        "budgets": list(config.budgets),
+        "dataset_selection": asdict(config.dataset),
+        "problems": len(problems),
+        "versions": _versions(),
+        "model": asdict(policy.info),
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    })
+    existing = read_records(run_dir / RECORDS_FILE)
+    done = {r["key"] for r in existing.records}
+    records = list(existing.records)
+    started = time.perf_counter()
+    generated = 0
+    new = 0
+    with RecordWriter(run_dir / RECORDS_FILE) as writer:
+        for index, problem in enumerate(problems):
+            todo = [(m, n) for m, n in config.jobs()
+                    if record_key(problem.id, m, n) not in done]
+            for record in await solve_jobs(problem, todo, policy, scorer, config.scorer,
+                                           settings, prompt):
+                writer.write(record)
+                records.append(record)
+                done.add(record["key"])
+                new += 1
+                generated += 0 if record.get("pool_size") not in (None, record["n"]) else (
+                    record["ledger"]["policy_tokens"]["generated"])
+            if on_problem_done:
+                on_problem_done(index + 1, len(problems))
+    return RunOutcome(run_dir, records, new, len(existing.bad_lines), generated,
+                      time.perf_counter() - started)
+
+
+async def solve_jobs(
+    problem: Problem,
+    jobs: Sequence[tuple[str, int]],
+    policy: Policy,
+    scorer: Scorer | None,
+    scorer_name: str,
+    settings: SearchSettings,
+    prompt: PromptFormat,
+) -> list[dict]:
+    """Every record one problem still needs."""
+    records: list[dict] = []
+    pooled = [(m, n) for m, n in jobs if METHODS[m].pooled]
+    if pooled:
+        records += await _solve_pooled(problem, pooled, policy, scorer, scorer_name, settings,
+                                       prompt)
+    for method, n in jobs:
+        spec = METHODS[method]
+        if spec.pooled:
+            continue
+        ctx = _context(problem, policy, scorer if spec.uses_scorer else None, settings, prompt)
+        started = time.perf_counter()
+        result = await spec.run(ctx, n)
+        records.append(build_record(
+            problem=problem, method=method, n=n, width=result.width,
+            scorer_name=scorer_name if spec.uses_scorer else None, settings=settings,
+            candidates=result.candidates, tree=result.tree, ledger=result.ledger,
+            seconds=time.perf_counter() - started, pooled=False))
+    return records
+
+
+def _context(problem, policy, scorer, settings, prompt) -> SearchContext:
+    return SearchContext(
+        problem=problem.problem, prompt=prompt.render(problem.problem), policy=policy,
+        scorer=scorer, settings=settings,
+        ledger=Ledger(policy.info.parameters, getattr(scorer, "parameters", None)))
+
+
+async def _solve_pooled(problem, jobs, policy, scorer, scorer_name, settings, prompt):
+    """Majority vote and Best-of-N at every budget from one pool of samples."""
+    pool_size = max(n for _, n in jobs)
+    ctx = _context(problem, policy, scorer, settings, prompt)
+    started = time.perf_counter()
+    pool = await sample_solutions(ctx, pool_size)
+    sample_seconds = time.perf_counter() - started
+    needs_scores = scorer is not None and any(m == "bon" for m, _ in jobs)
+    scored, score_seconds = pool, 0.0
+    if needs_scores and scorer.pointwise:
+        started = time.perf_counter()
+        scored = await score_candidates(ctx, pool)
+        score_seconds = time.perf_counter() - started
+    total_steps = sum(len(c.steps) for c in pool) or 1
+    records = []
+    for method, n in sorted(jobs, key=lambda job: (job[1], job[0])):
+        share = n / pool_size
+        subset = pool[:n]
+        ledger = Ledger(policy.info.parameters, getattr(scorer, "parameters", None))
+        ledger.policy = TokenCount.total(c.policy_tokens or TokenCount() for c in subset)
+        ledger.policy_calls = 1
+        seconds = sample_seconds * share
+        if method == "bon" and scorer is not None:
+            if scorer.pointwise:
+                subset = scored[:n]
+                steps = sum(len(c.steps) for c in subset)
+                whole = ctx.ledger.scorer
+                ledger.scorer = TokenCount(*(round(v * steps / total_steps) for v in (
+                    whole.prompt, whole.cached_prompt, whole.generated)))
+                ledger.scorer_calls = 1
+                seconds += score_seconds * steps / total_steps
+            else:  # scores depend on the whole batch: score this subset on its own
+                sub_ctx = replace(ctx, ledger=ledger)
+                started = time.perf_counter()
+                subset = await score_candidates(sub_ctx, subset)
+                seconds += time.perf_counter() - started
+        records.append(build_record(
+            problem=problem, method=method, n=n, width=None,
+            scorer_name=scorer_name if method == "bon" else None, settings=settings,
+            candidates=subset, tree=ctx.tree, ledger=ledger, seconds=seconds, pooled=True,
+            pool_size=pool_size))
+    return records
+
+
+def _versions() -> dict[str, str]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    versions = {"ttscale": __version__}
+    for package in ("llama-cpp-python", "math-verify", "openai", "numpy"):
+        try:
+            versions[package] = version(package)
+        except PackageNotFoundError:
+            pass
+    return versions
+
+
+def run_sync(*args, **kwargs) -> RunOutcome:
+    return asyncio.run(run(*args, **kwargs))

@@ -1,0 +1,70 @@
+"""Best-of-N and its relatives: N whole solutions sampled independently, then (optionally)
+scored step by step. Majority vote is the same samples with no scorer; greedy is one sample
+at temperature 0."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from ttscale.compute import TokenCount
+from ttscale.search.context import SearchContext
+from ttscale.search.result import Candidate, SearchResult, candidate_from_leaf
+from ttscale.search.steps_from_text import split_continuation
+from ttscale.steps import Step
+
+
+async def sample_solutions(
+    ctx: SearchContext, n: int, temperature: float | None = None
+) -> list[Candidate]:
+    """N whole solutions from the root, each stored in the tree as a chain of step nodes."""
+    settings = ctx.settings
+    [continuations] = await ctx.extend(
+        [ctx.prompt], n, settings.end_stops, settings.max_solution_tokens, temperature
+    )
+    tree = ctx.tree
+    leaves = []
+    for continuation in continuations:
+        node = tree.root
+        steps = split_continuation(continuation, settings.step_delimiter)
+        for step in steps:
+            node = tree.add_child(node, step)
+            node.status = "kept"
+        if node is tree.root:  # an empty solution still counts as one generated path
+            node = tree.add_child(node, Step("", continuation.generated_tokens, None))
+        node.status = "finished"
+        node.finish_reason = continuation.finish_reason
+        leaves.append((node, TokenCount(continuation.prompt_tokens,
+                                        continuation.cached_prompt_tokens,
+                                        continuation.generated_tokens)))
+    return [candidate_from_leaf(tree, leaf, policy_tokens=tokens) for leaf, tokens in leaves]
+
+
+async def score_candidates(ctx: SearchContext, candidates: list[Candidate]) -> list[Candidate]:
+    """Score every step of every candidate in one scorer call, and note the scores in the tree."""
+    if not candidates:
+        return candidates
+    all_scores = await ctx.score([list(c.steps) for c in candidates])
+    scored = []
+    for candidate, scores in zip(candidates, all_scores, strict=True):
+        for node, score in zip(ctx.tree.path(ctx.tree.nodes[candidate.node_id]), scores,
+                               strict=False):
+            node.score = score
+        scored.append(replace(candidate, step_scores=tuple(scores)))
+    return scored
+
+
+async def best_of_n(ctx: SearchContext, n: int) -> SearchResult:
+    candidates = await sample_solutions(ctx, n)
+    if ctx.scorer is not None:
+        candidates = await score_candidates(ctx, candidates)
+    return SearchResult("bon", n, None, tuple(candidates), ctx.tree, ctx.ledger)
+
+
+async def majority_vote(ctx: SearchContext, n: int) -> SearchResult:
+    candidates = await sample_solutions(ctx, n)
+    return SearchResult("majority", n, None, tuple(candidates), ctx.tree, ctx.ledger)
+
+
+async def greedy(ctx: SearchContext, n: int = 1) -> SearchResult:
+    candidates = await sample_solutions(ctx, 1, temperature=0.0)
+    return SearchResult("greedy", 1, None, tuple(candidates), ctx.tree, ctx.ledger)

@@ -1,0 +1,69 @@
+"""Tables from run records: every figure is computed from records on disk."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+METHOD_ORDER = ("greedy", "majority", "bon", "beam", "dvts")
+
+
+@dataclass(frozen=True)
+class SummaryRow:
+    method: str
+    n: int
+    problems: int
+    accuracy: float
+    pass_at_n: float
+    generated_tokens: float  # mean per problem
+    flops: float | None  # mean per problem, policy + scorer
+    seconds: float  # mean per problem
+
+
+def summarize(records: Iterable[dict], keys: Sequence[tuple[str, int]] | None = None
+              ) -> list[SummaryRow]:
+    grouped: dict[tuple[str, int], list[dict]] = defaultdict(list)
+    for record in records:
+        grouped[(record["method"], record["n"])].append(record)
+    wanted = list(keys) if keys is not None else sorted(
+        grouped, key=lambda k: (METHOD_ORDER.index(k[0]) if k[0] in METHOD_ORDER else 99, k[1]))
+    rows = []
+    for method, n in wanted:
+        group = grouped.get((method, n), [])
+        if not group:
+            continue
+        count = len(group)
+        flops = [r["ledger"]["total_flops"] for r in group]
+        rows.append(SummaryRow(
+            method=method, n=n, problems=count,
+            accuracy=sum(bool(r["correct"]) for r in group) / count,
+            pass_at_n=sum(bool(r["pass_at_n"]) for r in group) / count,
+            generated_tokens=sum(r["ledger"]["policy_tokens"]["generated"] for r in group) / count,
+            flops=None if any(f is None for f in flops) else sum(flops) / count,
+            seconds=sum(r["seconds"] for r in group) / count,
+        ))
+    return rows
+
+
+def format_flops(value: float | None) -> str:
+    if value is None:
+        return "n/a"
+    for unit, scale in (("P", 1e15), ("T", 1e12), ("G", 1e9), ("M", 1e6)):
+        if value >= scale:
+            return f"{value / scale:.2f} {unit}"
+    return f"{value:.0f}"
+
+
+def render_table(rows: Sequence[SummaryRow], title: str):
+    from rich.table import Table
+
+    table = Table(title=title)
+    for column in ("method", "N", "problems", "accuracy", "pass@N", "gen. tokens/problem",
+                   "FLOPs/problem", "s/problem"):
+        table.add_column(column, justify="left" if column == "method" else "right")
+    for row in rows:
+        table.add_row(row.method, str(row.n), str(row.problems), f"{row.accuracy:.1%}",
+                      f"{row.pass_at_n:.1%}", f"{row.generated_tokens:.0f}",
+                      format_flops(row.flops), f"{row.seconds:.1f}")
+    return table
