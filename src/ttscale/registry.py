@@ -44,7 +44,8 @@ class Registry(Generic[T]):
 
 def unknown_name_message(kind: str, name: str, known: Iterable[str]) -> str:
     known = sorted(known)
-    close = difflib.get_close_matches(name, known, n=1)
+    close = difflib.get_close_matches(name, known, n=1) or [
+        k for k in known if k in name or name in k][:1]
     hint = f" Did you mean {close[0]!r}?" if close else ""
     return f"unknown {kind} {name!r}.{hint} Available: {', '.join(known)}."
 

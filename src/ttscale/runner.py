@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import json
 import logging
 import time
 from collections.abc import Callable, Sequence
@@ -19,7 +20,7 @@ from pathlib import Path
 from ttscale import __version__
 from ttscale.compute import Ledger, TokenCount
 from ttscale.datasets import TRAIN_ONLY, Problem, load_dataset
-from ttscale.engines.base import Policy
+from ttscale.engines.base import CacheClearing, Policy
 from ttscale.errors import ConfigError, RunStateError
 from ttscale.evaluation import build_record, record_key
 from ttscale.prompts import PromptFormat
@@ -94,7 +95,7 @@ def fingerprint(config: RunConfig, policy: Policy, prompt: PromptFormat) -> dict
     """What must not change between a run and its resumption: a record made under other
     settings would silently mix into the results."""
     template = prompt.chat_template or ""
-    return {
+    identity = {
         "dataset": config.dataset.name,
         "scorer": config.scorer,
         "settings": asdict(config.settings),
@@ -103,11 +104,9 @@ def fingerprint(config: RunConfig, policy: Policy, prompt: PromptFormat) -> dict
         "policy": {"name": policy.info.name, "parameters": policy.info.parameters,
                    **{k: v for k, v in policy.info.extra.items() if k != "path"}},
     }
-
+    return json.loads(json.dumps(identity))  # as it reads back from the manifest
 
 def _check_manifest(run_dir: Path, identity: dict) -> None:
-    import json
-
     path = run_dir / MANIFEST_FILE
     if not path.exists():
         return
@@ -195,6 +194,8 @@ async def solve_jobs(
 ) -> list[dict]:
     """Every record one problem still needs."""
     records: list[dict] = []
+    if jobs and isinstance(policy, CacheClearing):
+        policy.clear_cache()
     pooled = [(m, n) for m, n in jobs if METHODS[m].pooled]
     if pooled:
         records += await _solve_pooled(problem, pooled, policy, scorer, scorer_name, settings,

@@ -91,3 +91,11 @@ def validate_extend_args(
         raise ValueError(f"temperature must be >= 0, got {temperature}")
     if not 0 < top_p <= 1:
         raise ValueError(f"top_p must be in (0, 1], got {top_p}")
+
+
+@runtime_checkable
+class CacheClearing(Protocol):
+    """An engine whose results depend on what its prefix cache held before; ``clear_cache``
+    returns it to a fixed state so that each problem is reproducible on its own."""
+
+    def clear_cache(self) -> None: ...

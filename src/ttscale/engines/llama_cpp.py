@@ -140,6 +140,7 @@ class LlamaCppEngine:
         self._add_bos = bool(lc.llama_vocab_get_add_bos(self._vocab))
         self._lock = threading.Lock()
         self._cached: list[int] = []  # tokens held in the shared sequence
+        self._pieces: dict[int, bytes] = {}
         template = lc.llama_model_chat_template(self._model, None)
         self._info = ModelInfo(
             name=EMBEDDED_NAME if embedded else (self._metadata("general.name") or path.stem),
@@ -174,6 +175,15 @@ class LlamaCppEngine:
     async def close(self) -> None:
         self.free()
 
+    def clear_cache(self) -> None:
+        """Forget every cached prefix. The runner calls this before each problem: llama.cpp's
+        reductions depend slightly on the KV cache's layout, so a problem's samples are
+        reproducible bit for bit only from the same cache state (a resumed run then matches
+        an uninterrupted one)."""
+        with self._lock:
+            self._lc.llama_memory_clear(self._memory, True)
+            self._cached = []
+
     # -- tokens -------------------------------------------------------------------------------
     def tokenize(self, text: str, add_bos: bool | None = None) -> list[int]:
         lc = self._lc
@@ -189,6 +199,12 @@ class LlamaCppEngine:
         return list(out[:count])
 
     def _piece(self, token: int) -> bytes:
+        piece = self._pieces.get(token)
+        if piece is None:
+            piece = self._pieces[token] = self._detokenize_one(token)
+        return piece
+
+    def _detokenize_one(self, token: int) -> bytes:
         buffer = ctypes.create_string_buffer(64)
         size = self._lc.llama_token_to_piece(self._vocab, token, buffer, 64, 0, False)
         if size < 0:
@@ -288,8 +304,12 @@ class LlamaCppEngine:
     def _plan_waves(self, token_lists, n, shared_length, max_tokens) -> list[list[_Item]]:
         """Pack (prefix, samples) items into waves that fit the sequence slots and the cache."""
         slots = self.n_seq_max - 1
-        items = [_Item(i, range(j, min(n, j + slots)))
-                 for i in range(len(token_lists)) for j in range(0, n, slots)]
+        items: list[_Item] = []
+        for i, tokens in enumerate(token_lists):
+            # an item must fit the cache on its own too: its prefix plus every sample at full
+            # length (one sample always fits, its budget being capped by the context)
+            size = max(1, min(slots, (self.n_ctx - len(tokens)) // (max_tokens + 1)))
+            items.extend(_Item(i, range(j, min(n, j + size))) for j in range(0, n, size))
         waves: list[list[_Item]] = []
         wave: list[_Item] = []
         used_slots = used_cells = 0

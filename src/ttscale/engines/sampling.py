@@ -10,11 +10,6 @@ from collections.abc import Sequence
 import numpy as np
 
 
-def log_softmax(logits: np.ndarray) -> np.ndarray:
-    shifted = logits - logits.max(axis=-1, keepdims=True)
-    return shifted - np.log(np.exp(shifted).sum(axis=-1, keepdims=True))
-
-
 def sample_rows(
     logits: np.ndarray,
     rngs: Sequence[np.random.Generator],
@@ -23,20 +18,25 @@ def sample_rows(
 ) -> tuple[np.ndarray, np.ndarray]:
     """One token per row of ``logits`` (shape ``[rows, vocab]``); returns tokens and their
     log-probabilities. ``temperature == 0`` is greedy; ``top_p < 1`` is nucleus sampling."""
-    logits = np.asarray(logits, dtype=np.float64)
-    base = log_softmax(logits)
+    shifted = np.asarray(logits, dtype=np.float32)
+    shifted = shifted - shifted.max(axis=-1, keepdims=True)
+    weights = np.exp(shifted)
+    log_normaliser = np.log(weights.sum(axis=-1, dtype=np.float64))
     if temperature == 0:
-        tokens = base.argmax(axis=-1)
+        tokens = shifted.argmax(axis=-1)
     else:
-        tempered = np.exp(log_softmax(logits / temperature))
+        if temperature != 1.0:
+            weights = np.exp(shifted / np.float32(temperature))
         if top_p < 1.0:
-            tempered = _nucleus(tempered, top_p)
-        cdf = np.cumsum(tempered, axis=-1)
-        draws = np.array([rng.random() for rng in rngs]) * cdf[:, -1]
-        tokens = (cdf < draws[:, None]).sum(axis=-1)
-        tokens = np.minimum(tokens, logits.shape[-1] - 1)
-    rows = np.arange(logits.shape[0])
-    return tokens, base[rows, tokens]
+            weights = _nucleus(weights / weights.sum(axis=-1, keepdims=True), top_p)
+        cdf = np.cumsum(weights, axis=-1, dtype=np.float64)
+        tokens = np.empty(len(rngs), dtype=np.int64)
+        for row, rng in enumerate(rngs):
+            draw = rng.random() * cdf[row, -1]
+            tokens[row] = min(int(np.searchsorted(cdf[row], draw, side="right")),
+                              shifted.shape[-1] - 1)
+    rows = np.arange(shifted.shape[0])
+    return tokens, shifted[rows, tokens].astype(np.float64) - log_normaliser
 
 
 def _nucleus(probabilities: np.ndarray, top_p: float) -> np.ndarray:

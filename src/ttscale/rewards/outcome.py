@@ -1,9 +1,11 @@
 """An outcome scorer over the final answer, with no model: answer agreement.
 
-A solution's final step scores the share of the scored solutions whose final answer is
-equivalent to its own (self-consistency as a verifier); a solution with no final answer
-scores 0 there. Steps before the last carry no outcome signal and get the neutral 0.5, so
-with "last" aggregation this scorer ranks finished solutions by how many others agree."""
+A solution whose last step gives a final answer scores, at that step, the share of all the
+solutions scored with it whose final answer is equivalent to its own (self-consistency as a
+verifier); a boxed step whose answer cannot be read scores 0. Every other step carries no
+outcome signal and gets the neutral 0.5, so with "last" aggregation this scorer ranks
+finished solutions by how many others agree. The share is over all scored solutions, so a
+lone early answer among unfinished partial solutions does not look like a consensus."""
 
 from __future__ import annotations
 
@@ -29,10 +31,9 @@ class AnswerAgreementScorer:
             for steps in solutions
         ]
         shares = [0.0] * len(solutions)
-        answered = sum(a is not None for a in answers)
         for group in group_answers(answers):
             for index in group:
-                shares[index] = len(group) / answered
+                shares[index] = len(group) / len(solutions)
         batch = []
         for steps, answer, share in zip(solutions, answers, shares, strict=True):
             scores = [NEUTRAL_SCORE] * len(steps)

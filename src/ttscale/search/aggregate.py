@@ -21,6 +21,8 @@ Equivalence = Callable[[str, str], bool]
 
 def aggregate_step_scores(scores: Sequence[float], mode: StepAggregation) -> float:
     """One score for a solution from its step scores. An empty solution scores 0."""
+    if mode not in STEP_AGGREGATIONS:
+        raise ValueError(f"unknown step aggregation {mode!r}; expected one of {STEP_AGGREGATIONS}")
     if not scores:
         return 0.0
     if mode == "last":

@@ -21,10 +21,6 @@ class Candidate:
     policy_tokens: TokenCount | None = None  # what this candidate alone cost, where separable
 
     @property
-    def text(self) -> str:
-        return "\n\n".join(s.text for s in self.steps)
-
-    @property
     def answer(self) -> str | None:
         return extract_answer(self.steps[-1].text) if self.steps else None
 
