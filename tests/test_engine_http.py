@@ -406,3 +406,8 @@ def test_http_errors_map_to_engine_errors() -> None:
         translate_error(status_error(404, {"error": {"message": "no such model"}}), url, "m"),
         ModelLoadError,
     )
+
+
+def test_sample_seed_differs_between_prefixes() -> None:
+    assert sample_seed(0, 0, "beam a") != sample_seed(0, 0, "beam b")
+    assert sample_seed(0, 3, "beam a") == sample_seed(0, 3, "beam a")

@@ -104,13 +104,14 @@ def parameters_from_name(name: str) -> int | None:
     return None
 
 
-def sample_seed(seed: int, j: int) -> int:
-    """The server-side seed of sample ``j`` of a call made with ``seed``.
+def sample_seed(seed: int, j: int, prefix: str = "") -> int:
+    """The server-side seed of sample ``j`` of ``prefix`` in a call made with ``seed``.
 
-    Depends on ``(seed, j)`` only, so the first ``k`` samples of a call with ``n > k`` are those
-    of a call with ``n = k``. Hashed rather than ``seed + j`` so that calls with neighbouring
-    seeds do not share samples."""
-    digest = hashlib.sha256(f"ttscale-sample:{seed}:{j}".encode()).digest()
+    Depends on ``(seed, prefix, j)`` only, so the first ``k`` samples of a call with ``n > k``
+    are those of a call with ``n = k``. The prefix is mixed in so that the beams of one search
+    round do not all draw the same random numbers; hashed rather than ``seed + j`` so that calls
+    with neighbouring seeds do not share samples."""
+    digest = hashlib.sha256(f"ttscale-sample:{seed}:{j}:".encode() + prefix.encode()).digest()
     return int.from_bytes(digest[:8], "big") % _SEED_MODULUS
 
 
@@ -470,7 +471,8 @@ class OpenAICompletionsEngine:
         jobs = [(i, j) for i in order for j in range(n)]
         results = await asyncio.gather(
             *(
-                self._one(prefixes[i], stops, max_tokens, temperature, top_p, sample_seed(seed, j))
+                self._one(prefixes[i], stops, max_tokens, temperature, top_p,
+                          sample_seed(seed, j, prefixes[i]))
                 for i, j in jobs
             )
         )
