@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 from ttscale.compute import Ledger
 from ttscale.datasets import Problem
@@ -41,7 +41,7 @@ async def solve_async(
     spec = get_method(method)
     scorer_obj = load_scorer(scorer) if isinstance(scorer, str) else scorer
     prompt = prompt or PromptFormat()
-    settings = replace(settings or SearchSettings(), end_stops=prompt.end_stops)
+    settings = prompt.apply(settings or SearchSettings())
     ctx = SearchContext(
         problem=problem, prompt=prompt.render(problem), policy=policy,
         scorer=scorer_obj if spec.uses_scorer else None, settings=settings,

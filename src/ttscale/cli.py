@@ -53,6 +53,10 @@ def _ints(value: str, kind: str) -> tuple[int, ...]:
     raise AssertionError  # unreachable
 
 
+def _unescape(text: str | None) -> str | None:
+    return None if text is None else text.encode("utf-8").decode("unicode_escape")
+
+
 # Options shared by run, demo and solve ----------------------------------------------------
 EngineOpt = Annotated[str, typer.Option(help="llama.cpp (in-process, default) or openai "
                                              "(any OpenAI-compatible server: vLLM, SGLang, "
@@ -150,6 +154,9 @@ def run(
     max_step_tokens: int = 2048,
     max_depth: int = 40,
     max_solution_tokens: int = 4096,
+    step_delimiter: Annotated[str | None, typer.Option(
+        help="text that ends a step (default: a line for --prompt fewshot, a blank line for "
+             "chat); escapes like \\n are understood")] = None,
     engine: EngineOpt = "llama.cpp",
     model: ModelOpt = None,
     base_url: BaseUrlOpt = None,
@@ -173,7 +180,7 @@ def run(
             temperature=temperature, top_p=top_p, max_step_tokens=max_step_tokens,
             max_depth=max_depth, max_solution_tokens=max_solution_tokens, width=width,
             step_aggregation=step_agg, answer_aggregation=answer_agg,  # type: ignore[arg-type]
-            seed=seed)
+            step_delimiter=_unescape(step_delimiter), seed=seed)
         selection = DatasetSelection(
             name=dataset, ids=_csv(ids, "--ids") if ids else None,
             levels=_ints(levels, "--levels") if levels else None, limit=limit, offset=offset,
@@ -208,7 +215,7 @@ def demo(
         from ttscale.runner import DatasetSelection, RunConfig
         from ttscale.search.context import SearchSettings
 
-        settings = SearchSettings(max_step_tokens=96, max_depth=8, max_solution_tokens=320,
+        settings = SearchSettings(max_step_tokens=64, max_depth=10, max_solution_tokens=256,
                                   width=width, seed=0)
         config = RunConfig(dataset=DatasetSelection("gsm8k", limit=limit),
                            methods=("greedy", "majority", "bon", "beam", "dvts"),

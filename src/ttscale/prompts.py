@@ -2,8 +2,11 @@
 
 Two formats:
 
-* ``fewshot`` — a plain few-shot prompt (``Problem: …\\nSolution:\\nStep 1: …\\n\\nThe answer is
-  \\boxed{N}.``) that small base-like models follow; the embedded SmolLM2-135M needs it.
+* ``fewshot`` — a plain few-shot prompt (``Problem: …\\nSolution:\\nStep 1: …\\nThe answer is
+  \\boxed{N}.``) that small base-like models follow; the embedded SmolLM2-135M needs it. Its
+  steps are lines (delimiter ``"\\n"``): small models write one step per line whatever the
+  shots show, and a solution that is one long "step" would turn step-level search into
+  Best-of-N.
 * ``chat`` — the paper's math system prompt ("Please reason step by step, and put your final
   answer within \\boxed{}.") and the problem as the user turn, rendered with the model's chat
   template: the one in the GGUF file, a named template shipped here (``chatml``, ``llama3``)
@@ -13,17 +16,20 @@ Long prompts and templates live in files under ``prompts/``, not in code."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import lru_cache
 from importlib import resources
 from pathlib import Path
 
 from ttscale.errors import ConfigError
 from ttscale.registry import parse_choice
+from ttscale.search.context import SearchSettings
+from ttscale.steps import DEFAULT_STEP_DELIMITER
 
 PROMPT_FORMATS = ("fewshot", "chat")
 BUILTIN_TEMPLATES = ("chatml", "llama3")
 FEWSHOT_END_STOPS = ("\nProblem:",)
+FEWSHOT_STEP_DELIMITER = "\n"
 
 
 @lru_cache(maxsize=None)
@@ -56,6 +62,16 @@ class PromptFormat:
     @property
     def end_stops(self) -> tuple[str, ...]:
         return FEWSHOT_END_STOPS if self.kind == "fewshot" else ()
+
+    @property
+    def step_delimiter(self) -> str:
+        return FEWSHOT_STEP_DELIMITER if self.kind == "fewshot" else DEFAULT_STEP_DELIMITER
+
+    def apply(self, settings: SearchSettings) -> SearchSettings:
+        """Settings with this format's solution-ending stops, and its step delimiter unless the
+        user chose one."""
+        return replace(settings, end_stops=self.end_stops,
+                       step_delimiter=settings.step_delimiter or self.step_delimiter)
 
     def render(self, problem: str) -> str:
         if self.kind == "fewshot":

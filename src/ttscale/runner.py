@@ -145,7 +145,7 @@ async def run(
     on_problem_done: ProgressHook | None = None,
 ) -> RunOutcome:
     problems = config.dataset.load()
-    settings = replace(config.settings, end_stops=prompt.end_stops)
+    settings = prompt.apply(config.settings)
     identity = fingerprint(config, policy, prompt)
     run_dir.mkdir(parents=True, exist_ok=True)
     _check_manifest(run_dir, identity)

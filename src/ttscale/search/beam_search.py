@@ -109,7 +109,8 @@ def _add_child(
             or (continuation.stop_string is not None
                 and continuation.stop_string in settings.end_stops)
             or writes_final_answer(continuation.text)
-            or not continuation.text.strip())
+            # a blank line stopped at the delimiter is a pause, not the end of the solution
+            or (not continuation.text.strip() and continuation.stop_string is None))
     child.status = "finished" if ends else "open"
     if not ends and (last_round or child.depth >= settings.max_depth):
         child.status = "truncated"

@@ -31,7 +31,7 @@ class SearchSettings:
     max_depth: int = 40
     max_solution_tokens: int = 4096
     width: int = 4
-    step_delimiter: str = DEFAULT_STEP_DELIMITER
+    step_delimiter: str | None = None  # None: the prompt format's (see PromptFormat.apply)
     end_stops: tuple[str, ...] = ()  # strings that end a whole solution (from the prompt format)
     step_aggregation: StepAggregation = "last"
     answer_aggregation: AnswerAggregation = "prm_vote"
@@ -45,7 +45,7 @@ class SearchSettings:
         for name in ("max_step_tokens", "max_depth", "max_solution_tokens", "width"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be at least 1, got {getattr(self, name)}")
-        if not self.step_delimiter:
+        if self.step_delimiter == "":
             raise ConfigError("the step delimiter must not be empty")
         if self.step_aggregation not in STEP_AGGREGATIONS:
             raise ConfigError(f"unknown step aggregation {self.step_aggregation!r}; "
@@ -55,8 +55,12 @@ class SearchSettings:
                               f"choose one of {', '.join(ANSWER_AGGREGATIONS)}")
 
     @property
+    def delimiter(self) -> str:
+        return self.step_delimiter or DEFAULT_STEP_DELIMITER
+
+    @property
     def step_stops(self) -> tuple[str, ...]:
-        return (self.step_delimiter, *self.end_stops)
+        return (self.delimiter, *self.end_stops)
 
 
 @dataclass
@@ -73,7 +77,7 @@ class SearchContext:
         """The policy's input to continue a partial solution."""
         if not steps:
             return self.prompt
-        delimiter = self.settings.step_delimiter
+        delimiter = self.settings.delimiter
         return self.prompt + delimiter.join(s.text for s in steps) + delimiter
 
     async def extend(
