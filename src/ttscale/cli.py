@@ -74,12 +74,18 @@ TemplateOpt = Annotated[str | None, typer.Option(
     help="chat template: chatml, llama3 or a .jinja file (default: the model's own)")]
 
 
+ThreadsOpt = Annotated[int | None, typer.Option(
+    help="llama.cpp CPU threads (default: all cores; use fewer when other jobs share the "
+         "machine: llama.cpp's threads busy-wait and slow down badly when a core is taken)")]
+
+
 def _engine(engine: str, model: str | None, base_url: str | None, params: float | None,
-            n_ctx: int = 32768):
+            n_ctx: int = 32768, threads: int | None = None):
     from ttscale.engines import EngineSpec, load_policy
 
     spec = EngineSpec(kind=engine, model=model, base_url=base_url,
-                      parameters=int(params) if params else None, n_ctx=n_ctx)
+                      parameters=int(params) if params else None, n_ctx=n_ctx,
+                      n_threads=threads)
     return load_policy(spec)
 
 
@@ -121,8 +127,11 @@ def _print_summary(outcome, config, title: str) -> None:
 
     rows = summarize(outcome.records, config.jobs())
     out.print(render_table(rows, title))
-    note = (f"{outcome.new_records} new record(s) in {outcome.seconds:.1f} s; "
-            f"records: {outcome.run_dir / 'records.jsonl'}")
+    note = f"{outcome.new_records} new record(s) in {outcome.seconds:.1f} s"
+    if outcome.policy_generated_tokens and outcome.seconds > 0:
+        note += (f", {outcome.policy_generated_tokens} tokens generated "
+                 f"({outcome.policy_generated_tokens / outcome.seconds:.0f} tok/s)")
+    note += f"; records: {outcome.run_dir / 'records.jsonl'}"
     if outcome.skipped_bad_lines:
         note += f"; {outcome.skipped_bad_lines} unreadable line(s) skipped (see warnings)"
     out.print(note, highlight=False)
@@ -162,6 +171,7 @@ def run(
     base_url: BaseUrlOpt = None,
     params: ParamsOpt = None,
     n_ctx: Annotated[int, typer.Option(help="llama.cpp KV cache size in tokens")] = 32768,
+    threads: ThreadsOpt = None,
     prompt: PromptOpt = "fewshot",
     chat_template: TemplateOpt = None,
     out_dir: Annotated[Path | None, typer.Option("--out", help="run folder (default: one "
@@ -189,7 +199,7 @@ def run(
                            budgets=_ints(n, "--n"), scorer=scorer, settings=settings)
         selection.load()  # bad dataset input fails before a model is loaded
         scorer_obj = load_scorer(scorer)
-        policy = _engine(engine, model, base_url, params, n_ctx)
+        policy = _engine(engine, model, base_url, params, n_ctx, threads)
         prompt_format = _prompt(prompt, chat_template, policy)
         run_dir = out_dir or _default_run_dir(config, policy)
         outcome = _run_with_progress(config, policy, scorer_obj, run_dir, prompt_format)
@@ -205,6 +215,7 @@ def demo(
     width: Annotated[int, typer.Option(help="beam width M")] = 2,
     out_dir: Annotated[Path, typer.Option("--out")] = Path("runs/demo"),
     model: ModelOpt = None,
+    threads: ThreadsOpt = None,
     verbose: bool = False,
 ) -> None:
     """The main job on the embedded model: greedy vs majority vote vs Best-of-N vs beam search
@@ -220,7 +231,7 @@ def demo(
         config = RunConfig(dataset=DatasetSelection("gsm8k", limit=limit),
                            methods=("greedy", "majority", "bon", "beam", "dvts"),
                            budgets=(n,), scorer="confidence", settings=settings)
-        policy = _engine("llama.cpp", model, None, None, 16384)
+        policy = _engine("llama.cpp", model, None, None, 16384, threads)
         prompt_format = _prompt("fewshot", None, policy)
         outcome = _run_with_progress(config, policy, load_scorer("confidence"), out_dir,
                                      prompt_format)

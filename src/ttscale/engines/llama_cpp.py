@@ -109,7 +109,7 @@ class LlamaCppEngine:
         embedded = model_path is None
         path = embedded_model_path() if embedded else check_gguf_path(model_path)
         self.path = path
-        n_threads = n_threads or max(1, os.cpu_count() or 1)
+        n_threads = n_threads or max(1, len(os.sched_getaffinity(0)))
         lc.llama_backend_init()
         lc.llama_log_set(_log_callback(), ctypes.c_void_p(0))
         model_params = lc.llama_model_default_params()
