@@ -58,9 +58,9 @@ def format_flops(value: float | None) -> str:
 def render_table(rows: Sequence[SummaryRow], title: str):
     from rich.table import Table
 
-    table = Table(title=title)
-    for column in ("method", "N", "problems", "accuracy", "pass@N", "gen. tokens/problem",
-                   "FLOPs/problem", "s/problem"):
+    table = Table(title=title, caption="tokens, FLOPs and seconds are means per problem")
+    for column in ("method", "N", "problems", "accuracy", "pass@N", "tokens", "FLOPs",
+                   "seconds"):
         table.add_column(column, justify="left" if column == "method" else "right")
     for row in rows:
         table.add_row(row.method, str(row.n), str(row.problems), f"{row.accuracy:.1%}",
