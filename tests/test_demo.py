@@ -48,3 +48,22 @@ def test_solve_json_gives_answer_and_steps():
     assert data["ledger"]["policy_tokens"]["generated"] > 0
     if data["answer"] is not None:
         assert data["answer"] in data["steps"][-1]
+
+
+def test_python_api_solve_returns_the_chosen_solution():
+    import ttscale
+    from ttscale.engines.llama_cpp import LlamaCppEngine
+    from ttscale.search.context import SearchSettings
+
+    engine = LlamaCppEngine(n_ctx=4096)
+    settings = SearchSettings(width=2, max_step_tokens=40, max_solution_tokens=120, max_depth=4)
+    result = ttscale.solve("Sara reads 10 pages a day. How many pages does she read in 3 days?",
+                           method="beam", n=4, engine=engine, settings=settings)
+    assert result.method == "beam" and result.n == 4
+    assert 1 <= len(result.steps) <= 4
+    assert result.score is not None and 0.0 <= result.score <= 1.0
+    assert result.ledger["policy_calls"] >= 1
+    if result.answer is not None:
+        assert result.answer in result.steps[-1]
+    with pytest.raises(ValueError, match="empty"):
+        ttscale.solve("  ", engine=engine)

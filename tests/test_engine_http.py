@@ -411,3 +411,29 @@ def test_http_errors_map_to_engine_errors() -> None:
 def test_sample_seed_differs_between_prefixes() -> None:
     assert sample_seed(0, 0, "beam a") != sample_seed(0, 0, "beam b")
     assert sample_seed(0, 3, "beam a") == sample_seed(0, 3, "beam a")
+
+
+def test_cli_run_through_the_server(server_url: str, tmp_path: Path) -> None:
+    """The whole loop over HTTP: `ttscale run --engine openai` against the real server."""
+    import json
+    import subprocess
+    import sys
+
+    out = tmp_path / "run"
+    command = [sys.executable, "-m", "ttscale.cli", "run", "--engine", "openai",
+               "--base-url", server_url, "--dataset", "gsm8k", "--limit", "1",
+               "--method", "bon,beam", "--n", "2", "--width", "2", "--max-step-tokens", "32",
+               "--max-solution-tokens", "96", "--max-depth", "3", "--out", str(out)]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=600,
+                            env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    assert result.returncode == 0, result.stderr
+    records = [json.loads(line) for line in (out / "records.jsonl").read_text().splitlines()]
+    assert sorted(r["key"] for r in records) == ["gsm8k-test-0000|beam|2",
+                                                 "gsm8k-test-0000|bon|2"]
+    bon = next(r for r in records if r["method"] == "bon")
+    assert len(bon["candidates"]) == 2
+    # the server's log-probs reached the confidence scorer: real scores, not the neutral 0.5
+    scores = [s for c in bon["candidates"] for s in c["step_scores"]]
+    assert scores and any(s != 0.5 for s in scores)
+    assert bon["ledger"]["policy_tokens"]["generated"] > 0
+    assert bon["ledger"]["policy_parameters"] == 135_000_000  # read from the model's name
