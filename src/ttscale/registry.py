@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import difflib
 import importlib
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from typing import Generic, TypeVar
 
 from ttscale.errors import ConfigError
@@ -57,5 +57,3 @@ def parse_choice(kind: str, value: str, allowed: Iterable[str]) -> str:
         raise ConfigError(unknown_name_message(kind, value, allowed))
     return value
 
-
-Factory = Callable[..., T]

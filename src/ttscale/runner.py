@@ -106,12 +106,16 @@ def fingerprint(config: RunConfig, policy: Policy, prompt: PromptFormat) -> dict
     }
     return json.loads(json.dumps(identity))  # as it reads back from the manifest
 
-def _check_manifest(run_dir: Path, identity: dict) -> None:
+def _check_manifest(run_dir: Path, identity: dict) -> dict:
+    """The manifest already in ``run_dir`` (empty if none), checked against ``identity``."""
     path = run_dir / MANIFEST_FILE
     if not path.exists():
-        return
+        return {}
     try:
-        previous = json.loads(path.read_text(encoding="utf-8")).get("identity")
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+        if not isinstance(manifest, dict):
+            raise ValueError("not a JSON object")
+        previous = manifest.get("identity")
     except (OSError, ValueError) as error:
         raise RunStateError(f"{path} is unreadable ({error}); move the folder away or use "
                             "another --out") from error
@@ -121,6 +125,7 @@ def _check_manifest(run_dir: Path, identity: dict) -> None:
         raise RunStateError(
             f"{run_dir} holds a run with other settings (differs in: {', '.join(differing)}); "
             "resume it with its own settings, or use another --out folder")
+    return manifest
 
 
 @dataclass
@@ -148,7 +153,8 @@ async def run(
     settings = prompt.apply(config.settings)
     identity = fingerprint(config, policy, prompt)
     run_dir.mkdir(parents=True, exist_ok=True)
-    _check_manifest(run_dir, identity)
+    previous = _check_manifest(run_dir, identity)
+    now = time.strftime("%Y-%m-%dT%H:%M:%S%z")
     write_json_atomic(run_dir / MANIFEST_FILE, {
         "identity": identity,
         "methods": list(config.methods),
@@ -157,7 +163,8 @@ async def run(
         "problems": len(problems),
         "versions": _versions(),
         "model": asdict(policy.info),
-        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "created": previous.get("created", now),
+        "last_started": now,
     })
     existing = read_records(run_dir / RECORDS_FILE)
     done = {r["key"] for r in existing.records}

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 
 DEFAULT_STEP_DELIMITER = "\n\n"
@@ -16,15 +15,6 @@ class Step:
     text: str
     generated_tokens: int = 0
     token_logprobs: tuple[float, ...] | None = None
-
-
-def split_steps(text: str, delimiter: str = DEFAULT_STEP_DELIMITER) -> list[str]:
-    """Split a whole solution into steps, dropping empty pieces."""
-    return [piece.strip("\n") for piece in text.split(delimiter) if piece.strip()]
-
-
-def join_steps(steps: Sequence[Step | str], delimiter: str = DEFAULT_STEP_DELIMITER) -> str:
-    return delimiter.join(s.text if isinstance(s, Step) else s for s in steps)
 
 
 def writes_final_answer(text: str) -> bool:
