@@ -1,0 +1,63 @@
+"""Prompt formats: what the policy sees, and the step settings each format implies."""
+
+from __future__ import annotations
+
+import pytest
+
+from ttscale.errors import ConfigError
+from ttscale.prompts import PromptFormat, resolve_chat_template, system_prompt
+from ttscale.search.context import SearchSettings
+
+
+class TestFewShot:
+    def test_problem_goes_last_and_steps_are_lines(self):
+        prompt = PromptFormat().render("  What is 2 + 3?\n")
+        assert prompt.endswith("Problem: What is 2 + 3?\nSolution:\n")
+        assert prompt.count("Problem:") >= 3  # the shots come first
+        assert "\\boxed{" in prompt and "\nStep 2:" in prompt
+
+    def test_settings_take_the_format_stops_and_delimiter(self):
+        settings = PromptFormat().apply(SearchSettings())
+        assert settings.delimiter == "\n"
+        assert settings.step_stops == ("\n", "\nProblem:")
+        chosen = PromptFormat().apply(SearchSettings(step_delimiter="\n\n"))
+        assert chosen.delimiter == "\n\n"
+
+
+class TestChat:
+    def test_chatml_renders_the_paper_system_prompt(self):
+        template = resolve_chat_template("chatml", None)
+        prompt = PromptFormat(kind="chat", chat_template=template).render("What is 2 + 3?")
+        assert system_prompt() == ("Please reason step by step, and put your final answer "
+                                   "within \\boxed{}.")
+        assert prompt == (f"<|im_start|>system\n{system_prompt()}<|im_end|>\n"
+                          "<|im_start|>user\nWhat is 2 + 3?<|im_end|>\n"
+                          "<|im_start|>assistant\n")
+        settings = PromptFormat(kind="chat", chat_template=template).apply(SearchSettings())
+        assert settings.delimiter == "\n\n" and settings.end_stops == ()
+
+    def test_model_template_is_used_when_none_is_chosen(self):
+        assert resolve_chat_template(None, "{{ messages[0].content }}") == (
+            "{{ messages[0].content }}")
+
+    def test_template_from_file(self, tmp_path):
+        path = tmp_path / "t.jinja"
+        path.write_text("{% for m in messages %}[{{ m.role }}]{% endfor %}")
+        template = resolve_chat_template(str(path), None)
+        assert PromptFormat(kind="chat", chat_template=template).render("x") == (
+            "[system][user]")
+
+    def test_template_cannot_reach_python(self):
+        from jinja2.exceptions import SecurityError
+
+        evil = "{{ ''.__class__.__mro__[1].__subclasses__() }}"
+        with pytest.raises(SecurityError):
+            PromptFormat(kind="chat", chat_template=evil).render("x")
+
+    def test_missing_template_and_unknown_names_are_clear(self):
+        with pytest.raises(ConfigError, match="needs a chat template"):
+            PromptFormat(kind="chat")
+        with pytest.raises(ConfigError, match="neither a builtin"):
+            resolve_chat_template("vicuna", None)
+        with pytest.raises(ConfigError, match="unknown prompt format 'fewshots'"):
+            PromptFormat(kind="fewshots")
