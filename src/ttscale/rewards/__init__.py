@@ -10,6 +10,7 @@ __all__ = ["SCORERS", "ScoreBatch", "Scorer", "load_scorer"]
 SCORERS: Registry[type] = Registry("scorer")
 SCORERS.register("confidence", "ttscale.rewards.confidence:PolicyConfidenceScorer")
 SCORERS.register("agreement", "ttscale.rewards.outcome:AnswerAgreementScorer")
+SCORERS.register("arithmetic", "ttscale.rewards.arithmetic:ArithmeticScorer")
 
 
 def load_scorer(name: str) -> Scorer | None:
