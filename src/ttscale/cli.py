@@ -147,8 +147,9 @@ def run(
     n: Annotated[str, typer.Option("--n", help="budgets N (generated paths), e.g. 4,16,64")
                  ] = "4",
     width: Annotated[int, typer.Option(help="beam width M for beam and dvts")] = 4,
-    scorer: Annotated[str, typer.Option(help="confidence (policy log-probs), agreement, "
-                                             "or none")] = "confidence",
+    scorer: Annotated[str, typer.Option(help="confidence (policy log-probs), arithmetic "
+                                             "(exact equation checker), agreement, or none")
+                      ] = "confidence",
     step_agg: Annotated[str, typer.Option(help="last, min, mean or prod")] = "last",
     answer_agg: Annotated[str, typer.Option(help="prm_max, prm_vote or majority")
                           ] = "prm_vote",
