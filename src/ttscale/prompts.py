@@ -12,7 +12,7 @@ Two formats:
   template: the one in the GGUF file, a named template shipped here (``chatml``, ``llama3``)
   or a Jinja file of the user's.
 
-Long prompts and templates live in files under ``prompts/``, not in code."""
+Long prompts and templates live in files under ``prompt_files/``, not in code."""
 
 from __future__ import annotations
 
@@ -34,7 +34,7 @@ FEWSHOT_STEP_DELIMITER = "\n"
 
 @lru_cache(maxsize=None)
 def prompt_file(name: str) -> str:
-    return (resources.files("ttscale") / "prompts" / name).read_text(encoding="utf-8")
+    return (resources.files("ttscale") / "prompt_files" / name).read_text(encoding="utf-8")
 
 
 def system_prompt() -> str:
