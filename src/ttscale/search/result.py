@@ -4,6 +4,7 @@ final answer is left to aggregation, so one search can be read under every aggre
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 from ttscale.compute import Ledger, TokenCount
 from ttscale.grading import extract_answer
@@ -20,8 +21,9 @@ class Candidate:
     group: int = 0
     policy_tokens: TokenCount | None = None  # what this candidate alone cost, where separable
 
-    @property
+    @cached_property
     def answer(self) -> str | None:
+        # read once: records, votes and every aggregation ask for it again
         return extract_answer(self.steps[-1].text) if self.steps else None
 
     @property
