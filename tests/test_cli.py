@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import socket
 
 import pytest
@@ -31,9 +32,14 @@ class TestBadInput:
             (("--method", "beam", "--n", "6", "--width", "4"),
              "budget N=6 is not a multiple of the beam width M=4"),
             (("--n", "four"), "--n must be comma-separated integers"),
-            (("--scorer", "prm9"), "unknown scorer 'prm9'"),
+            (("--prm", "prm9"), "unknown PRM 'prm9'"),
+            (("--prm", "qwen-prm"), "qwen-prm needs a checkpoint: --prm qwen-prm:/path"),
+            (("--prm", "arith:/tmp/x"), "arith takes no path"),
+            (("--prm", "skywork:/nonexistent/prm"), "PRM path /nonexistent/prm does not exist"),
+            (("--prm", "http://127.0.0.1:9", "--prm-format", "rlhflow"),
+             "unknown PRM format for http 'rlhflow'"),
             (("--step-agg", "median"), "unknown step aggregation 'median'"),
-            (("--method", "bon", "--scorer", "none"), "method bon needs a scorer"),
+            (("--method", "bon", "--prm", "none"), "method bon needs a scorer"),
             (("--limit", "0"), "limit"),
             (("--model", "/nonexistent/model.gguf", "--limit", "1"),
              "model file /nonexistent/model.gguf does not exist"),
@@ -71,3 +77,22 @@ class TestBadInput:
         result = _run("solve", "   ")
         assert result.exit_code == 2
         assert "the problem text is empty" in result.output
+
+
+def test_prms_lists_every_scorer_and_format():
+    result = _run("prms")
+    assert result.exit_code == 0, result.output
+    for spec in ("self", "arith", "judge", "agreement", "qwen-prm:PATH", "math-shepherd:PATH",
+                 "rlhflow:PATH", "skywork:PATH", "http://HOST:PORT", "<extra_0>"):
+        assert spec in result.output
+
+
+def test_a_prm_of_the_wrong_architecture_fails_before_any_model_loads(tmp_path):
+    (tmp_path / "config.json").write_text(
+        json.dumps({"model_type": "mistral", "architectures": ["MistralForCausalLM"]}))
+    # the policy path is bad too: the PRM must be refused first, before anything loads
+    result = _run("run", "--prm", f"qwen-prm:{tmp_path}", "--model", "/nonexistent.gguf",
+                  "--limit", "1")
+    assert result.exit_code == 2, result.output
+    assert "architecture MistralForCausalLM" in result.output
+    assert "qwen-prm format expects Qwen2ForProcessRewardModel" in result.output

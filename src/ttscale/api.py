@@ -39,7 +39,7 @@ async def solve_async(
     prompt: PromptFormat | None = None,
 ) -> SolveResult:
     spec = get_method(method)
-    scorer_obj = load_scorer(scorer) if isinstance(scorer, str) else scorer
+    scorer_obj = load_scorer(scorer, policy=policy) if isinstance(scorer, str) else scorer
     prompt = prompt or PromptFormat()
     settings = prompt.apply(settings or SearchSettings())
     ctx = SearchContext(

@@ -74,6 +74,22 @@ TemplateOpt = Annotated[str | None, typer.Option(
     help="chat template: chatml, llama3 or a .jinja file (default: the model's own)")]
 
 
+PrmOpt = Annotated[str, typer.Option(
+    "--prm", "--scorer",
+    help="step scorer: self (policy confidence), arith (exact arithmetic checker), agreement, "
+         "judge (the policy as a judge), FORMAT:PATH for a PRM checkpoint (qwen-prm, "
+         "math-shepherd, rlhflow, skywork), http://HOST:PORT for a served PRM, or none. "
+         "`ttscale prms` lists them")]
+PrmDeviceOpt = Annotated[str, typer.Option(help="device of an in-process PRM: cpu, cuda, "
+                                                "cuda:N")]
+PrmDtypeOpt = Annotated[str, typer.Option(help="PRM weights: auto (bf16 on GPU, fp32 on CPU), "
+                                               "float32, bfloat16, float16")]
+PrmFormatOpt = Annotated[str, typer.Option(help="input format of a PRM behind --prm http://...: "
+                                                "qwen-prm or math-shepherd")]
+TrustOpt = Annotated[bool, typer.Option(help="let transformers run a checkpoint's own Python "
+                                             "code (off: ttscale applies PRM heads itself)")]
+
+
 ThreadsOpt = Annotated[int | None, typer.Option(
     help="llama.cpp CPU threads (default: all cores; use fewer when other jobs share the "
          "machine: llama.cpp's threads busy-wait and slow down badly when a core is taken)")]
@@ -87,6 +103,15 @@ def _engine(engine: str, model: str | None, base_url: str | None, params: float 
                       parameters=int(params) if params else None, n_ctx=n_ctx,
                       n_threads=threads)
     return load_policy(spec)
+
+
+def _scorer_options(device: str, dtype: str, http_format: str, trust: bool):
+    from ttscale.registry import parse_choice
+    from ttscale.rewards import ScorerOptions
+
+    parse_choice("PRM format for http", http_format, ("qwen-prm", "math-shepherd"))
+    return ScorerOptions(device=device, dtype=dtype, trust_remote_code=trust,
+                         http_format=http_format)
 
 
 def _prompt(kind: str, template: str | None, policy):
@@ -147,9 +172,11 @@ def run(
     n: Annotated[str, typer.Option("--n", help="budgets N (generated paths), e.g. 4,16,64")
                  ] = "4",
     width: Annotated[int, typer.Option(help="beam width M for beam and dvts")] = 4,
-    scorer: Annotated[str, typer.Option(help="confidence (policy log-probs), arithmetic "
-                                             "(exact equation checker), agreement, or none")
-                      ] = "confidence",
+    prm: PrmOpt = "self",
+    prm_device: PrmDeviceOpt = "cpu",
+    prm_dtype: PrmDtypeOpt = "auto",
+    prm_format: PrmFormatOpt = "qwen-prm",
+    trust_remote_code: TrustOpt = False,
     step_agg: Annotated[str, typer.Option(help="last, min, mean or prod")] = "last",
     answer_agg: Annotated[str, typer.Option(help="prm_max, prm_vote or majority")
                           ] = "prm_vote",
@@ -183,10 +210,12 @@ def run(
     """Run methods × budgets over a dataset; resumable (rerun the same command to finish)."""
     _setup_logging(verbose)
     try:
-        from ttscale.rewards import load_scorer
+        from ttscale.rewards import canonical_spec, check_scorer_spec, load_scorer
         from ttscale.runner import DatasetSelection, RunConfig
         from ttscale.search.context import SearchSettings
 
+        scorer = canonical_spec(prm)
+        scorer_options = _scorer_options(prm_device, prm_dtype, prm_format, trust_remote_code)
         settings = SearchSettings(
             temperature=temperature, top_p=top_p, max_step_tokens=max_step_tokens,
             max_depth=max_depth, max_solution_tokens=max_solution_tokens, width=width,
@@ -199,8 +228,9 @@ def run(
         config = RunConfig(dataset=selection, methods=_csv(method, "--method"),
                            budgets=_ints(n, "--n"), scorer=scorer, settings=settings)
         selection.load()  # bad dataset input fails before a model is loaded
-        scorer_obj = load_scorer(scorer)
+        check_scorer_spec(scorer, scorer_options)  # so does a PRM of the wrong format
         policy = _engine(engine, model, base_url, params, n_ctx, threads)
+        scorer_obj = load_scorer(scorer, policy=policy, options=scorer_options)
         prompt_format = _prompt(prompt, chat_template, policy)
         run_dir = out_dir or _default_run_dir(config, policy)
         outcome = _run_with_progress(config, policy, scorer_obj, run_dir, prompt_format)
@@ -234,8 +264,8 @@ def demo(
                            budgets=(n,), scorer="confidence", settings=settings)
         policy = _engine("llama.cpp", model, None, None, 16384, threads)
         prompt_format = _prompt("fewshot", None, policy)
-        outcome = _run_with_progress(config, policy, load_scorer("confidence"), out_dir,
-                                     prompt_format)
+        outcome = _run_with_progress(config, policy, load_scorer("confidence", policy=policy),
+                                     out_dir, prompt_format)
     except (TTScaleError, ValueError) as error:
         _fail(str(error))
     _print_summary(outcome, config, f"ttscale demo: GSM8K test, first {limit} problems, "
@@ -248,7 +278,11 @@ def solve(
     method: Annotated[str, typer.Option(help="greedy, majority, bon, beam or dvts")] = "beam",
     n: Annotated[int, typer.Option("--n", help="budget N")] = 8,
     width: int = 4,
-    scorer: str = "confidence",
+    prm: PrmOpt = "self",
+    prm_device: PrmDeviceOpt = "cpu",
+    prm_dtype: PrmDtypeOpt = "auto",
+    prm_format: PrmFormatOpt = "qwen-prm",
+    trust_remote_code: TrustOpt = False,
     engine: EngineOpt = "llama.cpp",
     model: ModelOpt = None,
     base_url: BaseUrlOpt = None,
@@ -267,14 +301,18 @@ def solve(
         from dataclasses import asdict as to_dict
 
         from ttscale.api import solve_async
+        from ttscale.rewards import check_scorer_spec, load_scorer
         from ttscale.search.context import SearchSettings
 
         if not problem.strip():
             raise ValueError("the problem text is empty")
+        scorer_options = _scorer_options(prm_device, prm_dtype, prm_format, trust_remote_code)
+        check_scorer_spec(prm, scorer_options)
         settings = SearchSettings(width=width, max_step_tokens=max_step_tokens,
                                   max_depth=max_depth, max_solution_tokens=max_step_tokens * 4,
                                   seed=seed)
         policy = _engine(engine, model, base_url, params)
+        scorer = load_scorer(prm, policy=policy, options=scorer_options)
         result = asyncio.run(solve_async(problem, policy=policy, method=method, n=n,
                                          scorer=scorer, settings=settings,
                                          prompt=_prompt(prompt, chat_template, policy)))
@@ -286,6 +324,26 @@ def solve(
     for number, step in enumerate(result.steps, start=1):
         out.print(f"[dim]step {number}[/]  {step}", highlight=False)
     out.print(f"[bold]answer:[/] {result.answer}", highlight=False)
+
+
+@app.command()
+def prms() -> None:
+    """List the step scorers and PRM formats that --prm accepts, with how each reads a step."""
+    from rich.table import Table
+
+    from ttscale.rewards import CATALOGUE
+
+    table = Table("--prm", "kind", "input format and read-out", title="step scorers and PRMs")
+    for entry in CATALOGUE:
+        if entry.kind == "checkpoint":
+            spec = f"{entry.name}:PATH"
+        elif entry.kind == "http":
+            spec = "http://HOST:PORT"
+        else:
+            spec = " | ".join((*entry.aliases, entry.name))
+        table.add_row(spec, entry.kind, entry.summary)
+    table.add_row("none", "-", "no scorer (greedy, majority vote)")
+    out.print(table)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -79,7 +79,7 @@ class RunConfig:
                 for n in self.budgets:
                     check_budget(n, self.settings.width)
             if spec.uses_scorer and self.scorer == "none":
-                raise ConfigError(f"method {name} needs a scorer; drop --scorer none or use "
+                raise ConfigError(f"method {name} needs a scorer; drop --prm none or use "
                                   "--method majority")
 
     def jobs(self) -> list[tuple[str, int]]:

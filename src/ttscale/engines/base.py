@@ -99,3 +99,29 @@ class CacheClearing(Protocol):
     returns it to a fixed state so that each problem is reproducible on its own."""
 
     def clear_cache(self) -> None: ...
+
+
+@dataclass(frozen=True)
+class NextTokenLogprobs:
+    """Log-probabilities of candidate next tokens after one prefix.
+
+    ``logprobs[c]`` is log P(first token of candidate ``c`` | prefix) under the model's
+    untempered distribution over the whole vocabulary (``-inf`` where the engine cannot see
+    it, e.g. outside a server's top-k). ``prompt_tokens`` / ``cached_prompt_tokens`` count
+    the prefix as in ``Continuation``, for the ledger."""
+
+    logprobs: dict[str, float]
+    prompt_tokens: int
+    cached_prompt_tokens: int = 0
+
+
+@runtime_checkable
+class NextTokenScoring(Protocol):
+    """An engine that can read the next-token distribution after a prefix (LLM-as-judge)."""
+
+    async def next_token_logprobs(
+        self, prefixes: Sequence[str], candidates: Sequence[str]
+    ) -> list[NextTokenLogprobs]:
+        """One result per prefix, in order. A candidate is a short string such as ``" yes"``;
+        its first token (without BOS) is the one read."""
+        ...
