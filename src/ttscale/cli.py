@@ -58,12 +58,17 @@ def _unescape(text: str | None) -> str | None:
 
 
 # Options shared by run, demo and solve ----------------------------------------------------
-EngineOpt = Annotated[str, typer.Option(help="llama.cpp (in-process, default) or openai "
+EngineOpt = Annotated[str, typer.Option(help="llama.cpp (in-process, default), hf "
+                                             "(transformers, in-process; extra hf) or openai "
                                              "(any OpenAI-compatible server: vLLM, SGLang, "
                                              "llama-server, Ollama)")]
 ModelOpt = Annotated[str | None, typer.Option(
-    help="GGUF path for llama.cpp (default: the embedded SmolLM2-135M), or the served "
-         "model name for --engine openai (default: the one the server lists)")]
+    help="GGUF path for llama.cpp (default: the embedded SmolLM2-135M), a model folder, "
+         ".gguf file or hub name for --engine hf, or the served model name for --engine "
+         "openai (default: the one the server lists)")]
+DeviceOpt = Annotated[str, typer.Option(help="--engine hf device: cpu, cuda, cuda:N")]
+DtypeOpt = Annotated[str, typer.Option(help="--engine hf weights: auto (bf16 on GPU, fp32 on "
+                                            "CPU), float32, bfloat16, float16")]
 BaseUrlOpt = Annotated[str | None, typer.Option(help="server URL for --engine openai, e.g. "
                                                      "http://127.0.0.1:8000/v1")]
 ParamsOpt = Annotated[float | None, typer.Option(
@@ -87,7 +92,8 @@ PrmDtypeOpt = Annotated[str, typer.Option(help="PRM weights: auto (bf16 on GPU, 
 PrmFormatOpt = Annotated[str, typer.Option(help="input format of a PRM behind --prm http://...: "
                                                 "qwen-prm or math-shepherd")]
 TrustOpt = Annotated[bool, typer.Option(help="let transformers run a checkpoint's own Python "
-                                             "code (off: ttscale applies PRM heads itself)")]
+                                             "code, for --engine hf and in-process PRMs (off: "
+                                             "ttscale applies PRM heads itself)")]
 
 
 ThreadsOpt = Annotated[int | None, typer.Option(
@@ -96,12 +102,14 @@ ThreadsOpt = Annotated[int | None, typer.Option(
 
 
 def _engine(engine: str, model: str | None, base_url: str | None, params: float | None,
-            n_ctx: int = 32768, threads: int | None = None):
+            n_ctx: int = 32768, threads: int | None = None, device: str = "cpu",
+            dtype: str = "auto", trust_remote_code: bool = False):
     from ttscale.engines import EngineSpec, load_policy
 
     spec = EngineSpec(kind=engine, model=model, base_url=base_url,
                       parameters=int(params) if params else None, n_ctx=n_ctx,
-                      n_threads=threads)
+                      n_threads=threads, device=device, dtype=dtype,
+                      trust_remote_code=trust_remote_code)
     return load_policy(spec)
 
 
@@ -200,6 +208,8 @@ def run(
     params: ParamsOpt = None,
     n_ctx: Annotated[int, typer.Option(help="llama.cpp KV cache size in tokens")] = 32768,
     threads: ThreadsOpt = None,
+    device: DeviceOpt = "cpu",
+    dtype: DtypeOpt = "auto",
     prompt: PromptOpt = "fewshot",
     chat_template: TemplateOpt = None,
     out_dir: Annotated[Path | None, typer.Option("--out", help="run folder (default: one "
@@ -229,7 +239,8 @@ def run(
                            budgets=_ints(n, "--n"), scorer=scorer, settings=settings)
         selection.load()  # bad dataset input fails before a model is loaded
         check_scorer_spec(scorer, scorer_options)  # so does a PRM of the wrong format
-        policy = _engine(engine, model, base_url, params, n_ctx, threads)
+        policy = _engine(engine, model, base_url, params, n_ctx, threads, device, dtype,
+                         trust_remote_code)
         scorer_obj = load_scorer(scorer, policy=policy, options=scorer_options)
         prompt_format = _prompt(prompt, chat_template, policy)
         run_dir = out_dir or _default_run_dir(config, policy)
@@ -287,6 +298,8 @@ def solve(
     model: ModelOpt = None,
     base_url: BaseUrlOpt = None,
     params: ParamsOpt = None,
+    device: DeviceOpt = "cpu",
+    dtype: DtypeOpt = "auto",
     prompt: PromptOpt = "fewshot",
     chat_template: TemplateOpt = None,
     max_step_tokens: int = 256,
@@ -311,7 +324,8 @@ def solve(
         settings = SearchSettings(width=width, max_step_tokens=max_step_tokens,
                                   max_depth=max_depth, max_solution_tokens=max_step_tokens * 4,
                                   seed=seed)
-        policy = _engine(engine, model, base_url, params)
+        policy = _engine(engine, model, base_url, params, device=device, dtype=dtype,
+                         trust_remote_code=trust_remote_code)
         scorer = load_scorer(prm, policy=policy, options=scorer_options)
         result = asyncio.run(solve_async(problem, policy=policy, method=method, n=n,
                                          scorer=scorer, settings=settings,

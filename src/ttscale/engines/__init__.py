@@ -6,18 +6,20 @@ from dataclasses import dataclass
 
 from ttscale.engines.base import Continuation, ModelInfo, Policy
 from ttscale.errors import ConfigError
+from ttscale.hf_backend import DTYPES
 from ttscale.registry import parse_choice
 
 __all__ = ["ENGINES", "Continuation", "EngineSpec", "ModelInfo", "Policy", "load_policy"]
 
-ENGINES = ("llama.cpp", "openai")
+ENGINES = ("llama.cpp", "openai", "hf")
 
 
 @dataclass(frozen=True)
 class EngineSpec:
     """Which policy to run. ``model`` is a GGUF path for llama.cpp (None: the embedded
-    SmolLM2-135M) or the served model's name for an OpenAI-compatible server (None: the one
-    the server lists)."""
+    SmolLM2-135M), the served model's name for an OpenAI-compatible server (None: the one
+    the server lists), or for hf a model folder, a .gguf file or a Hub name (None: the
+    embedded GGUF, dequantized). ``dtype``, ``device`` and ``trust_remote_code`` are hf's."""
 
     kind: str = "llama.cpp"
     model: str | None = None
@@ -29,6 +31,9 @@ class EngineSpec:
     n_gpu_layers: int = 0
     concurrency: int = 64
     timeout: float = 600.0
+    dtype: str = "auto"
+    device: str = "cpu"
+    trust_remote_code: bool = False
 
     def __post_init__(self) -> None:
         parse_choice("engine", self.kind, ENGINES)
@@ -37,6 +42,9 @@ class EngineSpec:
                               "http://127.0.0.1:8000/v1 for `vllm serve MODEL`")
         if self.kind == "llama.cpp" and self.base_url:
             raise ConfigError("--base-url is for --engine openai; llama.cpp runs in-process")
+        if self.kind == "hf" and self.base_url:
+            raise ConfigError("--base-url is for --engine openai; hf runs in-process")
+        parse_choice("dtype", self.dtype, DTYPES)
 
 
 def load_policy(spec: EngineSpec) -> Policy:
@@ -45,6 +53,11 @@ def load_policy(spec: EngineSpec) -> Policy:
 
         return LlamaCppEngine(spec.model, n_ctx=spec.n_ctx, n_threads=spec.n_threads,
                               n_gpu_layers=spec.n_gpu_layers)
+    if spec.kind == "hf":
+        from ttscale.engines.hf import HFEngine
+
+        return HFEngine(spec.model, dtype=spec.dtype, device=spec.device,
+                        trust_remote_code=spec.trust_remote_code)
     from ttscale.engines.openai_http import OpenAICompletionsEngine, check_server
 
     check_server(spec.base_url or "", spec.api_key)  # fail fast, with a clear message

@@ -5,6 +5,7 @@ sequences share its batch. Log-probabilities are those of the untempered distrib
 
 from __future__ import annotations
 
+import zlib
 from collections.abc import Sequence
 
 import numpy as np
@@ -47,3 +48,10 @@ def _nucleus(probabilities: np.ndarray, top_p: float) -> np.ndarray:
     keep = np.zeros_like(keep_sorted)
     np.put_along_axis(keep, order, keep_sorted, axis=-1)
     return np.where(keep, probabilities, 0.0)
+
+
+def sample_rng(seed: int, prefix: str, index: int) -> np.random.Generator:
+    """The random stream of sample ``index`` of ``prefix``. It depends on these alone, so a
+    sample is the same whatever ``n`` and whatever other prefixes share its call (the same
+    derivation as the llama.cpp engine's, so engines draw alike)."""
+    return np.random.default_rng([seed & 0xFFFFFFFF, zlib.crc32(prefix.encode("utf-8")), index])

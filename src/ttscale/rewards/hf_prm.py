@@ -16,20 +16,17 @@ import logging
 import threading
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
 from ttscale.compute import TokenCount
 from ttscale.errors import ConfigError, ModelLoadError
+from ttscale.hf_backend import check_device, import_backend, quiet_loading, resolve_dtype
 from ttscale.rewards.base import ScoreBatch, check_scores
 from ttscale.steps import Step
 
 logger = logging.getLogger(__name__)
-
-DTYPES = ("auto", "float32", "bfloat16", "float16")
-
 
 @dataclass(frozen=True)
 class EncodedSolution:
@@ -38,32 +35,6 @@ class EncodedSolution:
 
     input_ids: list[int]
     positions: list[int]
-
-
-def import_torch():
-    try:
-        import torch
-        import transformers
-    except ImportError as exc:
-        raise ModelLoadError(
-            "in-process PRMs need torch and transformers: pip install 'ttscale[hf]' "
-            f"(missing: {exc.name})") from exc
-    return torch, transformers
-
-
-@contextmanager
-def quiet_loading(transformers):
-    """Loading a backbone out of a PRM checkpoint reports the head's tensors as unexpected;
-    they are expected (the head is applied here), so the report and progress bars are muted."""
-    logging_utils = transformers.utils.logging
-    level = logging_utils.get_verbosity()
-    logging_utils.set_verbosity_error()
-    logging_utils.disable_progress_bar()
-    try:
-        yield
-    finally:
-        logging_utils.set_verbosity(level)
-        logging_utils.enable_progress_bar()
 
 
 def resolve_checkpoint(path_or_name: str, format_name: str) -> Path:
@@ -117,26 +88,10 @@ def check_architecture(config: dict[str, Any], folder: Path, format_name: str,
             "(`ttscale prms` lists them)")
 
 
-def resolve_dtype(torch, dtype: str, device: str):
-    if dtype not in DTYPES:
-        raise ConfigError(f"unknown dtype {dtype!r}; use one of {', '.join(DTYPES)}")
-    if dtype == "auto":
-        return torch.bfloat16 if device.startswith("cuda") else torch.float32
-    return getattr(torch, dtype)
-
-
-def check_device(torch, device: str) -> str:
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise ConfigError(f"--prm-device {device}: no CUDA device is visible; use cpu")
-    if not (device == "cpu" or device.startswith("cuda") or device == "mps"):
-        raise ConfigError(f"unknown device {device!r}; use cpu, cuda or cuda:N")
-    return device
-
-
 def load_head_weights(folder: Path, prefix: str) -> dict[str, Any]:
     """The checkpoint tensors whose names start with ``prefix`` (``score.``, ``v_head.``),
     from safetensors files (sharded or not) or a PyTorch ``.bin`` file."""
-    torch, _ = import_torch()
+    torch, _ = import_backend("reading PRM weights")
     weights: dict[str, Any] = {}
     files = sorted(folder.glob("*.safetensors"))
     if files:
@@ -170,7 +125,7 @@ class HFProcessRewardModel(ABC):
 
     def __init__(self, path: str | Path, *, device: str = "cpu", dtype: str = "auto",
                  trust_remote_code: bool = False, max_batch_tokens: int = 16384) -> None:
-        torch, transformers = import_torch()
+        torch, transformers = import_backend("an in-process PRM")
         self._torch = torch
         folder, config = read_config(path, self.format_name)
         check_architecture(config, folder, self.format_name, self.architectures,
