@@ -10,6 +10,9 @@ sample of every prefix in a call is decoded in one batch, each in its own KV seq
   (``llama_memory_seq_cp``) instead of recomputing it;
 * a finished sample's sequence is evicted at once.
 
+``next_token_logprobs`` (LLM-as-judge) uses the same layout: the shared part of its prefixes in
+sequence 0, each prefix's own tokens in a sequence of its own, one logits row per prefix.
+
 Cached prompt tokens are reported per continuation exactly as computed: a token counts as
 computed for the one continuation that paid for it and as cached for every other."""
 
@@ -28,7 +31,13 @@ from pathlib import Path
 
 import numpy as np
 
-from ttscale.engines.base import Continuation, FinishReason, ModelInfo, validate_extend_args
+from ttscale.engines.base import (
+    Continuation,
+    FinishReason,
+    ModelInfo,
+    NextTokenLogprobs,
+    validate_extend_args,
+)
 from ttscale.engines.embedded import EMBEDDED_NAME, embedded_model_path
 from ttscale.engines.sampling import sample_rows
 from ttscale.errors import ContextLengthError, EngineError, ModelLoadError
@@ -175,6 +184,21 @@ class LlamaCppEngine:
     async def close(self) -> None:
         self.free()
 
+    async def next_token_logprobs(
+        self, prefixes: Sequence[str], candidates: Sequence[str]
+    ) -> list[NextTokenLogprobs]:
+        """Log P(first token of each candidate | prefix), over the whole vocabulary.
+
+        The prefixes' shared part goes to sequence 0 like extend's, so it is kept for the next
+        call of either kind: a judge call right after a policy call on another prompt
+        recomputes it (and the policy's next call its own)."""
+        if isinstance(prefixes, str) or isinstance(candidates, str):
+            raise TypeError("prefixes and candidates must be lists of strings, not one string")
+        if not prefixes:
+            return []
+        return await asyncio.to_thread(self.next_token_logprobs_sync, list(prefixes),
+                                       list(candidates))
+
     def clear_cache(self) -> None:
         """Forget every cached prefix. The runner calls this before each problem: llama.cpp's
         reductions depend slightly on the KV cache's layout, so a problem's samples are
@@ -281,17 +305,23 @@ class LlamaCppEngine:
                 self._cached = []
                 raise
 
-    def _extend_locked(self, prefixes, n, stop, max_tokens, temperature, top_p, seed):
+    def _tokenize_prefixes(self, prefixes: list[str], room: int) -> tuple[list[list[int]], int]:
+        """Token lists of ``prefixes`` and the length of their shared part, which sequence 0
+        then holds. ``room``: cache cells each prefix must leave free after itself."""
         token_lists = [self.tokenize(p) for p in prefixes]
         shortest = min(len(t) for t in token_lists)
         if shortest == 0:
             raise EngineError("cannot continue an empty prefix")
         longest = max(len(t) for t in token_lists)
-        if longest >= self.n_ctx - 1:
+        if longest > self.n_ctx - room:
             raise ContextLengthError(f"a prefix of {longest} tokens does not fit the context of "
                                      f"{self.n_ctx} tokens")
         # every prefix keeps at least its last token to compute, to get its next-token logits
         shared_length = min(_common_prefix_length(token_lists), shortest - 1)
+        return token_lists, shared_length
+
+    def _extend_locked(self, prefixes, n, stop, max_tokens, temperature, top_p, seed):
+        token_lists, shared_length = self._tokenize_prefixes(prefixes, room=2)
         reused = self._sync_shared(token_lists[0][:shared_length])
         fresh_shared = shared_length - reused  # computed now, charged to the first continuation
         results: list[list[Continuation | None]] = [[None] * n for _ in prefixes]
@@ -300,6 +330,75 @@ class LlamaCppEngine:
                            max_tokens, temperature, top_p, seed, prefixes)
             fresh_shared = 0
         return [[c for c in row if c is not None] for row in results]
+
+    def next_token_logprobs_sync(self, prefixes: list[str],
+                                 candidates: list[str]) -> list[NextTokenLogprobs]:
+        ids = {c: self._first_token(c) for c in candidates}
+        with self._lock:
+            try:
+                return self._next_token_locked(prefixes, ids)
+            except BaseException:
+                # as in extend_sync: leave no partial sequences behind
+                self._lc.llama_memory_clear(self._memory, True)
+                self._cached = []
+                raise
+
+    def _first_token(self, candidate: str) -> int:
+        tokens = self.tokenize(candidate, add_bos=False)
+        if not tokens:
+            raise ValueError(f"candidate {candidate!r} has no tokens")
+        return tokens[0]
+
+    def _next_token_locked(self, prefixes: list[str],
+                           ids: dict[str, int]) -> list[NextTokenLogprobs]:
+        lc, memory = self._lc, self._memory
+        token_lists, shared_length = self._tokenize_prefixes(prefixes, room=0)
+        fresh_shared = shared_length - self._sync_shared(token_lists[0][:shared_length])
+        results: list[NextTokenLogprobs] = []
+        for wave in self._plan_prefix_waves(token_lists, shared_length):
+            # every prefix of a wave in one list of entries: _decode batches them together
+            entries: list[tuple[int, int, int, bool]] = []
+            last_entry: list[int] = []
+            for slot, index in enumerate(wave, start=1):
+                lc.llama_memory_seq_cp(memory, SHARED_SEQ, slot, -1, -1)
+                tokens = token_lists[index]
+                entries.extend((tokens[p], p, slot, p == len(tokens) - 1)
+                               for p in range(shared_length, len(tokens)))
+                last_entry.append(len(entries) - 1)
+            rows = self._decode(entries)
+            for slot in range(1, len(wave) + 1):
+                lc.llama_memory_seq_rm(memory, slot, -1, -1)
+            for index, entry in zip(wave, last_entry, strict=True):
+                row = rows[entry].astype(np.float64)
+                top = row.max()
+                log_normaliser = top + np.log(np.exp(row - top).sum())
+                prompt_tokens = len(token_lists[index])
+                computed = prompt_tokens - shared_length + fresh_shared
+                fresh_shared = 0  # the shared part is charged to the first prefix only
+                results.append(NextTokenLogprobs(
+                    logprobs={c: float(row[t] - log_normaliser) for c, t in ids.items()},
+                    prompt_tokens=prompt_tokens,
+                    cached_prompt_tokens=prompt_tokens - computed,
+                ))
+        return results
+
+    def _plan_prefix_waves(self, token_lists: list[list[int]],
+                           shared_length: int) -> list[list[int]]:
+        """Prefix indices in order, cut into waves that fit the sequence slots and the cache."""
+        slots = self.n_seq_max - 1
+        waves: list[list[int]] = []
+        wave: list[int] = []
+        used_cells = 0
+        for index, tokens in enumerate(token_lists):
+            cells = len(tokens) - shared_length
+            if wave and (len(wave) == slots or shared_length + used_cells + cells > self.n_ctx):
+                waves.append(wave)
+                wave, used_cells = [], 0
+            wave.append(index)
+            used_cells += cells
+        if wave:
+            waves.append(wave)
+        return waves
 
     def _plan_waves(self, token_lists, n, shared_length, max_tokens) -> list[list[_Item]]:
         """Pack (prefix, samples) items into waves that fit the sequence slots and the cache."""

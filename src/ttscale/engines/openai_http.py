@@ -35,6 +35,11 @@ How server answers map to :class:`~ttscale.engines.base.Continuation`:
   from the start of the prompt) and capped at ``len(text)`` (a stop string's tokens lie past
   the text). Whether log-probs are tempered depends on the server: vLLM and llama.cpp report
   the model's raw distribution by default.
+
+``next_token_logprobs`` (LLM-as-judge) sends one greedy one-token request per prefix and reads
+the ``top_logprobs`` of that token: a candidate is found by exact match of its text with a
+token's text, so candidates should be single tokens (``" yes"``), and one outside the server's
+top ``top_logprobs`` gets ``-inf``.
 """
 
 from __future__ import annotations
@@ -42,6 +47,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
+import math
 import os
 import re
 import socket
@@ -51,7 +57,13 @@ from typing import Any
 import openai
 from openai import AsyncOpenAI, OpenAI
 
-from ttscale.engines.base import Continuation, FinishReason, ModelInfo, validate_extend_args
+from ttscale.engines.base import (
+    Continuation,
+    FinishReason,
+    ModelInfo,
+    NextTokenLogprobs,
+    validate_extend_args,
+)
 from ttscale.errors import (
     ConfigError,
     ContextLengthError,
@@ -294,7 +306,12 @@ class OpenAICompletionsEngine:
 
     ``extra_body`` is merged into every request, for server-specific sampling settings: e.g.
     ``{"repeat_penalty": 1.0}`` for llama-cpp-python's server, whose default repeat penalty of
-    1.1 otherwise applies even at ``temperature == 0`` (so "greedy" is not the argmax there)."""
+    1.1 otherwise applies even at ``temperature == 0`` (so "greedy" is not the argmax there).
+
+    ``top_logprobs`` is how many of the most likely next tokens ``next_token_logprobs`` asks
+    for (vLLM allows 20 by default, OpenAI's own API 5)."""
+
+    top_logprobs = 20
 
     def __init__(
         self,
@@ -307,6 +324,7 @@ class OpenAICompletionsEngine:
         max_retries: int = 3,
         context_length: int | None = None,
         extra_body: dict[str, Any] | None = None,
+        top_logprobs: int | None = None,
     ) -> None:
         if not base_url or not base_url.startswith(("http://", "https://")):
             raise ConfigError(
@@ -321,6 +339,10 @@ class OpenAICompletionsEngine:
             raise ConfigError(f"max_retries must be >= 0, got {max_retries}")
         if parameters is not None and parameters <= 0:
             raise ConfigError(f"parameters must be a positive count, got {parameters}")
+        if top_logprobs is not None:
+            if top_logprobs < 1:
+                raise ConfigError(f"top_logprobs must be at least 1, got {top_logprobs}")
+            self.top_logprobs = top_logprobs
         self.base_url = base_url.rstrip("/")
         self.api_key = resolve_api_key(api_key)
         self.concurrency = concurrency
@@ -512,6 +534,70 @@ class OpenAICompletionsEngine:
             except openai.APIError as exc:
                 raise translate_error(exc, self.base_url, self._model) from exc
         return continuation_from_response(response, stops)
+
+    # ------------------------------------------------------------------ next-token scoring
+
+    async def next_token_logprobs(
+        self, prefixes: Sequence[str], candidates: Sequence[str]
+    ) -> list[NextTokenLogprobs]:
+        """One greedy one-token request per prefix; see the module doc for the read-out."""
+        if isinstance(prefixes, str) or isinstance(candidates, str):
+            raise TypeError("prefixes and candidates must be lists of strings, not one string")
+        if not prefixes:
+            return []
+        self._client()
+        await self._resolve()
+        # as in extend: neighbouring prefixes go out together, for the server's prefix cache
+        order = sorted(range(len(prefixes)), key=lambda i: prefixes[i])
+        answers = await asyncio.gather(
+            *(self._next_token(prefixes[i], candidates) for i in order)
+        )
+        out: list[NextTokenLogprobs | None] = [None] * len(prefixes)
+        for i, answer in zip(order, answers, strict=True):
+            out[i] = answer
+        return [a for a in out if a is not None]
+
+    async def _next_token(self, prefix: str, candidates: Sequence[str]) -> NextTokenLogprobs:
+        client = self._client()
+        assert self._semaphore is not None and self._model is not None
+        kwargs: dict[str, Any] = {
+            "model": self._model,
+            "prompt": prefix,
+            "max_tokens": 1,
+            "temperature": 0.0,
+            "n": 1,
+            "logprobs": self.top_logprobs,
+        }
+        if self.extra_body:
+            kwargs["extra_body"] = self.extra_body
+        async with self._semaphore:
+            try:
+                response = await client.completions.create(**kwargs)
+            except openai.APIError as exc:
+                raise translate_error(exc, self.base_url, self._model) from exc
+        return next_token_from_response(response, candidates)
+
+
+def next_token_from_response(response: Any, candidates: Sequence[str]) -> NextTokenLogprobs:
+    """Read the candidates' log-probs off the first generated token's ``top_logprobs``."""
+    choices = getattr(response, "choices", None) or []
+    if not choices:
+        raise EngineError("the server answered a completions request with no choices")
+    listing = getattr(choices[0], "logprobs", None)
+    tops = getattr(listing, "top_logprobs", None) if listing is not None else None
+    if not tops or tops[0] is None:
+        raise EngineError("the server gave no top_logprobs for the next token; it must support "
+                          "the completions API's logprobs option to score candidates")
+    top = {str(token): float(value) for token, value in dict(tops[0]).items()}
+    usage = getattr(response, "usage", None)
+    prompt_tokens = int(getattr(usage, "prompt_tokens", 0) or 0)
+    details = getattr(usage, "prompt_tokens_details", None) if usage is not None else None
+    cached = int(getattr(details, "cached_tokens", 0) or 0) if details is not None else 0
+    return NextTokenLogprobs(
+        logprobs={c: top.get(c, -math.inf) for c in candidates},
+        prompt_tokens=prompt_tokens,
+        cached_prompt_tokens=max(0, min(cached, prompt_tokens)),
+    )
 
 
 def continuation_from_response(response: Any, stops: Sequence[str]) -> Continuation:

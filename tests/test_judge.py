@@ -1,0 +1,330 @@
+"""The LLM-as-judge scorer and the engines' next-token log-probabilities, on the embedded
+SmolLM2-135M (in process through llama.cpp, and over HTTP through llama-cpp-python's server).
+
+What the 135M model makes of the judge prompt: little. On the Tom-and-pencils step below it
+gives P(yes) = 0.205 to the right "24 - 5 = 19" and 0.213 to the wrong "24 - 5 = 17" (and
+0.341 to the shared, right, step 1); it mostly echoes the "no" of the last worked example.
+So the tests check the plumbing, not the verdicts.
+
+Numerics: on this 4-bit model llama.cpp's CPU log-probabilities depend by up to ~0.2 nats on
+how a prompt's tokens were split between decode calls and where its cells lie in the KV cache
+(measured: up to 0.18 nats, 0.04 in P(yes), between 16 judge prompts scored together and one
+by one; the same with flash attention off, up to 0.37). So the same prompt scored in another
+company agrees to ``NOISE`` only, while the same call repeated agrees to 1e-4. The HTTP server
+runs the same GGUF with llama-cpp-python's default ``flash_attn=False`` and evaluates each
+prompt whole, against flash attention on ``auto`` (on for the CPU) in process: the same kind
+of gap, larger for unlikely tokens (measured: 0.02-0.1 nats for " no" and " yes", up to 0.37
+for " No" at P = 0.007), hence ``HTTP_NOISE``; P(yes) still agrees to ``NOISE_P``."""
+
+from __future__ import annotations
+
+import asyncio
+import math
+from collections.abc import Iterator, Sequence
+
+import pytest
+
+import test_engine_http  # for its server fixture
+from ttscale.compute import TokenCount
+from ttscale.engines.base import Continuation, NextTokenLogprobs, NextTokenScoring
+from ttscale.engines.llama_cpp import LlamaCppEngine
+from ttscale.engines.openai_http import OpenAICompletionsEngine, next_token_from_response
+from ttscale.errors import ConfigError, ContextLengthError, EngineError
+from ttscale.rewards.base import ScoreBatch, Scorer, check_scores
+from ttscale.rewards.judge import NO, YES, LLMJudgeScorer, yes_probability
+from ttscale.steps import Step
+
+pytest.importorskip("llama_cpp")
+
+server_url = test_engine_http.server_url  # a llama-cpp-python server on the embedded model
+
+THREADS = 1  # llama.cpp's threads spin: one is fastest on a small shared machine
+PROBLEM = ("Tom has 3 boxes with 8 pencils in each box. He gives 5 pencils to his friend. "
+           "How many pencils does Tom have now?")
+RIGHT = [Step("Step 1: Tom has 3 * 8 = 24 pencils."),
+         Step("Step 2: After giving away 5, he has 24 - 5 = 19 pencils."),
+         Step("The answer is \\boxed{19}.")]
+WRONG = [RIGHT[0], Step("Step 2: After giving away 5, he has 24 - 5 = 17 pencils."),
+         Step("The answer is \\boxed{17}.")]
+POLICY_PROMPT = ("Problem: Tom has 3 apples and buys 5 more. How many apples does he have?\n"
+                 "Solution:\nStep 1:")
+CANDIDATES = [*YES, *NO]
+NOISE = 0.25  # nats: see the module doc
+NOISE_P = 0.05  # the same, in P(yes)
+HTTP_NOISE = 0.5  # nats: flash attention on against off (module doc)
+RECORDED = (0.205, 0.213)  # P(yes) of the right and the wrong step 2 (module doc)
+
+
+def run(coroutine):
+    return asyncio.run(coroutine)
+
+
+def next_tokens(engine, prefixes: Sequence[str],
+                candidates: Sequence[str] = CANDIDATES) -> list[NextTokenLogprobs]:
+    async def go() -> list[NextTokenLogprobs]:
+        try:
+            return await engine.next_token_logprobs(prefixes, candidates)
+        finally:
+            if isinstance(engine, OpenAICompletionsEngine):
+                await engine.close()
+
+    return run(go())
+
+
+def common_length(lists: Sequence[Sequence[int]]) -> int:
+    length = min(map(len, lists))
+    for i in range(length):
+        if len({tokens[i] for tokens in lists}) > 1:
+            return i
+    return length
+
+
+@pytest.fixture(scope="module")
+def engine() -> Iterator[LlamaCppEngine]:
+    policy = LlamaCppEngine(n_ctx=4096, n_threads=THREADS)
+    yield policy
+    policy.free()
+
+
+@pytest.fixture(scope="module")
+def judge(engine: LlamaCppEngine) -> LLMJudgeScorer:
+    return LLMJudgeScorer(engine)
+
+
+@pytest.fixture(scope="module")
+def judge_prompts(judge: LLMJudgeScorer) -> list[str]:
+    """Steps 1..3 of the right solution, then step 2 of the wrong one."""
+    return [*(judge.prompt(PROBLEM, RIGHT, k) for k in (1, 2, 3)), judge.prompt(PROBLEM, WRONG, 2)]
+
+
+# -- the prompt --------------------------------------------------------------------------------
+def test_candidates_are_single_distinct_tokens(engine: LlamaCppEngine) -> None:
+    ids = [engine.tokenize(c, add_bos=False) for c in CANDIDATES]
+    assert all(len(tokens) == 1 for tokens in ids)
+    assert len({tokens[0] for tokens in ids}) == len(CANDIDATES)
+
+
+def test_prompt_for_a_three_step_solution(judge: LLMJudgeScorer) -> None:
+    # labels the policy wrote ("Step 1:") are replaced, missing ones added; braces stay
+    steps = [Step("Step 1: Tom has 3 * 8 = 24 pencils.\n"), Step(" 24 - 5 = 19 {k}"),
+             Step("The answer is \\boxed{19}.")]
+    expected = """\
+Decide whether the last step of each solution is correct. A step is correct when its \
+reasoning and its arithmetic are both right.
+
+Problem: A farmer has 12 cows. Each cow gives 9 liters of milk a day. How many liters of milk \
+do the cows give in 2 days?
+Step 1: In one day the cows give 12 * 9 = 108 liters of milk.
+Is step 1 correct (yes or no)? yes
+
+Problem: Lisa buys 4 notebooks at $3 each and a pen for $2. How much does she spend?
+Step 1: The notebooks cost 4 * 3 = $12.
+Step 2: In all she spends 12 + 2 = $16.
+Is step 2 correct (yes or no)? no
+
+Problem: Tom has {problem} pencils.
+Step 1: Tom has 3 * 8 = 24 pencils.
+Step 2: 24 - 5 = 19 {k}
+Step 3: The answer is \\boxed{19}.
+Is step 3 correct (yes or no)?"""
+    assert judge.prompt(" Tom has {problem} pencils.\n", steps, 3) == expected
+    assert judge.prompt("P", steps, 1).endswith(
+        "Problem: P\nStep 1: Tom has 3 * 8 = 24 pencils.\nIs step 1 correct (yes or no)?")
+
+
+# -- the llama.cpp engine's next-token log-probabilities ---------------------------------------
+def test_agrees_with_greedy_extend(engine: LlamaCppEngine, judge_prompts: list[str]) -> None:
+    prefixes = [judge_prompts[1], POLICY_PROMPT]
+    rows = run(engine.extend(prefixes, 1, [], 1, 0.0, 1.0, 0))
+    greedy: list[Continuation] = [row[0] for row in rows]
+    assert all(c.text and c.token_logprobs for c in greedy)
+    candidates = [*CANDIDATES, *(c.text for c in greedy), " the", " apples", "\n"]
+    for c, answer in zip(greedy, next_tokens(engine, prefixes, candidates), strict=True):
+        assert max(answer.logprobs, key=answer.logprobs.get) == c.text
+        assert answer.logprobs[c.text] == pytest.approx(c.token_logprobs[0], abs=1e-4)
+        assert all(-math.inf < lp <= 0 for lp in answer.logprobs.values())
+        # at most one unit of probability among distinct tokens
+        assert sum(math.exp(lp) for lp in answer.logprobs.values()) <= 1 + 1e-6
+        assert answer.prompt_tokens == c.prompt_tokens
+
+
+def same_answers(a: NextTokenLogprobs, b: NextTokenLogprobs, nats: float) -> None:
+    assert a.prompt_tokens == b.prompt_tokens
+    assert a.logprobs == pytest.approx(b.logprobs, abs=nats)
+    assert max(a.logprobs, key=a.logprobs.get) == max(b.logprobs, key=b.logprobs.get)
+    assert yes_probability(a.logprobs, YES, NO) == pytest.approx(
+        yes_probability(b.logprobs, YES, NO), abs=NOISE_P if nats == NOISE else 1e-4)
+
+
+def test_batched_equals_one_by_one(engine: LlamaCppEngine, judge_prompts: list[str]) -> None:
+    together = next_tokens(engine, judge_prompts)
+    alone = [next_tokens(engine, [p])[0] for p in judge_prompts]
+    for a, b, prompt in zip(together, alone, judge_prompts, strict=True):
+        assert a.prompt_tokens == len(engine.tokenize(prompt))
+        same_answers(a, b, NOISE)
+    # the same call again: the same numbers
+    for a, b in zip(together, next_tokens(engine, judge_prompts), strict=True):
+        same_answers(a, b, 1e-4)
+
+
+def test_shared_prefix_is_computed_once_and_kept(engine: LlamaCppEngine,
+                                                 judge_prompts: list[str]) -> None:
+    lists = [engine.tokenize(p) for p in judge_prompts]
+    shared = common_length(lists)
+    assert shared > 200  # the judge instruction, its examples and the problem
+    engine.clear_cache()
+    first = next_tokens(engine, judge_prompts)
+    assert [a.prompt_tokens - a.cached_prompt_tokens for a in first] == [
+        len(lists[0]), *(len(t) - shared for t in lists[1:])]
+    again = next_tokens(engine, judge_prompts)
+    assert [a.cached_prompt_tokens for a in again] == [shared] * len(lists)
+    for a, b in zip(first, again, strict=True):
+        same_answers(a, b, 1e-4)
+
+
+def test_waves_when_slots_or_cache_run_short(engine: LlamaCppEngine,
+                                            judge_prompts: list[str]) -> None:
+    # prompts that share the judge instruction, each with a long body of its own
+    head = judge_prompts[0][:judge_prompts[0].index("Problem: Tom")]
+    long_prompts = [head + f"Problem: Box {i} " + " ".join(
+        f"and box {j} hold {i * j + 3} marbles" for j in range(24)) + "." for i in range(2)]
+    small = LlamaCppEngine(n_ctx=512, n_seq_max=3, n_threads=THREADS)  # two sequence slots
+    try:
+        assert small.n_seq_max == 3 and small.n_ctx == 512
+        waved = {}
+        for name, prompts in (("slots", judge_prompts), ("cells", long_prompts)):
+            lists = [small.tokenize(p) for p in prompts]
+            shared, lengths = common_length(lists), sorted(len(t) for t in lists)
+            if name == "slots":  # more prompts than slots, all of them fit the cache at once
+                assert len(prompts) > 2 and sum(lengths) - (len(lengths) - 1) * shared < 512
+            else:  # two slots, but no two prompts fit the cache together
+                assert lengths[0] + lengths[1] - shared > 512 >= lengths[-1]
+            waved[name] = next_tokens(small, prompts)
+            # the shared part is charged once, to the first prompt, whatever the waves
+            assert [a.prompt_tokens - a.cached_prompt_tokens for a in waved[name][1:]] == [
+                len(t) - shared for t in lists[1:]]
+    finally:
+        small.free()
+    for name, prompts in (("slots", judge_prompts), ("cells", long_prompts)):
+        for a, b in zip(waved[name], next_tokens(engine, prompts), strict=True):
+            same_answers(a, b, NOISE)
+
+
+def test_errors_leave_the_engine_usable(engine: LlamaCppEngine) -> None:
+    before = next_tokens(engine, [POLICY_PROMPT])
+    with pytest.raises(EngineError, match="empty prefix"):
+        next_tokens(engine, [POLICY_PROMPT, ""])
+    with pytest.raises(ContextLengthError, match="does not fit"):
+        next_tokens(engine, [POLICY_PROMPT, "apple " * (engine.n_ctx + 8)])
+    with pytest.raises(ValueError, match="no tokens"):
+        next_tokens(engine, [POLICY_PROMPT], [" yes", ""])
+    with pytest.raises(TypeError, match="list of strings|lists of strings"):
+        next_tokens(engine, POLICY_PROMPT)
+    assert next_tokens(engine, []) == []
+    after = next_tokens(engine, [POLICY_PROMPT])
+    assert after[0].logprobs == pytest.approx(before[0].logprobs, abs=1e-4)
+
+
+# -- the scorer --------------------------------------------------------------------------------
+def test_scores_one_per_step_with_the_tokens_computed(engine: LlamaCppEngine,
+                                                      judge: LLMJudgeScorer) -> None:
+    assert isinstance(judge, Scorer) and isinstance(engine, NextTokenScoring)
+    assert judge.name == "judge" and judge.pointwise
+    assert judge.parameters == engine.info.parameters
+    solutions = [RIGHT, WRONG[:2], []]
+    batch = check_scores(run(judge.score(PROBLEM, solutions)), solutions, judge.name)
+    assert [len(s) for s in batch.scores] == [3, 2, 0]
+    assert all(0 <= s <= 1 for row in batch.scores for s in row)
+    prompts = [judge.prompt(PROBLEM, steps, k)
+               for steps in solutions for k in range(1, len(steps) + 1)]
+    assert batch.tokens.prompt == sum(len(engine.tokenize(p)) for p in prompts)
+    assert batch.tokens.generated == 0
+    assert 0 < batch.tokens.cached_prompt < batch.tokens.prompt
+    assert run(judge.score(PROBLEM, [[], []])) == ScoreBatch([[], []])
+    assert run(judge.score(PROBLEM, [])).tokens == TokenCount()
+
+
+def test_right_and_wrong_step_scores_come_from_the_logprobs(engine: LlamaCppEngine,
+                                                            judge: LLMJudgeScorer) -> None:
+    solutions = [RIGHT[:2], WRONG[:2]]
+    batch = run(judge.score(PROBLEM, solutions))
+    # the very prompts the scorer sent, in one call as it sent them (see NOISE)
+    prompts = [judge.prompt(PROBLEM, steps, k) for steps in solutions for k in (1, 2)]
+    answers = iter(next_tokens(engine, prompts))
+    for row in batch.scores:
+        for score in row:
+            p = {c: math.exp(lp) for c, lp in next(answers).logprobs.items()}
+            expected = (p[" yes"] + p[" Yes"]) / (p[" yes"] + p[" Yes"] + p[" no"] + p[" No"])
+            assert score == pytest.approx(expected, abs=1e-6)
+    # step 1 is the same in both solutions: so is its score (to the noise of its cache cells)
+    assert batch.scores[0][0] == pytest.approx(batch.scores[1][0], abs=NOISE_P)
+    # what the 135M model makes of step 2 (not asserted right): "no" to both
+    right, wrong = batch.scores[0][1], batch.scores[1][1]
+    assert right == pytest.approx(RECORDED[0], abs=NOISE_P)
+    assert wrong == pytest.approx(RECORDED[1], abs=NOISE_P)
+
+
+def test_yes_probability() -> None:
+    inf = math.inf
+    lp = {" yes": math.log(0.2), " Yes": math.log(0.1), " no": math.log(0.3), " No": -inf}
+    assert yes_probability(lp, YES, NO) == pytest.approx(0.5)
+    assert yes_probability({**lp, " yes": -inf, " Yes": -inf}, YES, NO) == 0.0
+    assert yes_probability({**lp, " no": -inf}, YES, NO) == 1.0
+    assert yes_probability({c: -inf for c in CANDIDATES}, YES, NO) == 0.5
+    assert yes_probability({" yes": -1000.0, " no": 0.0}, [" yes"], [" no"]) < 1e-300
+
+
+def test_engine_without_next_token_scoring_is_refused() -> None:
+    with pytest.raises(ConfigError, match="next-token"):
+        LLMJudgeScorer(object())
+
+
+# -- over HTTP ---------------------------------------------------------------------------------
+def test_http_agrees_with_the_in_process_engine(server_url: str, engine: LlamaCppEngine,
+                                                judge_prompts: list[str]) -> None:
+    prefixes = [judge_prompts[1], judge_prompts[3]]
+    candidates = [*CANDIDATES, " pencils", " zebra"]
+    local = next_tokens(engine, prefixes, candidates)
+    remote = next_tokens(OpenAICompletionsEngine(server_url, concurrency=2, timeout=120),
+                         prefixes, candidates)
+    for a, b in zip(local, remote, strict=True):
+        assert b.prompt_tokens == a.prompt_tokens
+        assert b.cached_prompt_tokens == 0  # this server does not report cached tokens
+        # outside the server's top 20: unseen there, however likely it is here
+        assert a.logprobs[" zebra"] > -math.inf and b.logprobs[" zebra"] == -math.inf
+        assert a.logprobs[" pencils"] > -math.inf and b.logprobs[" pencils"] == -math.inf
+        assert b.logprobs == pytest.approx({**a.logprobs, " pencils": -math.inf,
+                                            " zebra": -math.inf}, abs=HTTP_NOISE)
+        assert max(b.logprobs, key=b.logprobs.get) == max(a.logprobs, key=a.logprobs.get)
+        # the verdict read over HTTP is the in-process one, to the noise
+        assert yes_probability(b.logprobs, YES, NO) == pytest.approx(
+            yes_probability(a.logprobs, YES, NO), abs=NOISE_P)
+
+
+def test_http_top_k_is_a_setting(server_url: str, judge_prompts: list[str]) -> None:
+    # on this prompt the model's two most likely next tokens are " no" and " yes", far ahead
+    remote_engine = OpenAICompletionsEngine(server_url, top_logprobs=2, timeout=120)
+    assert remote_engine.top_logprobs == 2 and OpenAICompletionsEngine.top_logprobs == 20
+    [remote] = next_tokens(remote_engine, [judge_prompts[1]])
+    assert {c for c in CANDIDATES if remote.logprobs[c] > -math.inf} == {" no", " yes"}
+    with pytest.raises(ConfigError, match="top_logprobs"):
+        OpenAICompletionsEngine(server_url, top_logprobs=0)
+
+
+def test_http_read_out_of_a_response() -> None:
+    import openai
+
+    def response(logprobs, usage):
+        return openai.types.Completion.construct(
+            id="c", object="text_completion", created=0, model="m", usage=usage,
+            choices=[{"index": 0, "text": " yes", "finish_reason": "length",
+                      "logprobs": logprobs}])
+
+    usage = {"prompt_tokens": 10, "completion_tokens": 1, "total_tokens": 11,
+             "prompt_tokens_details": {"cached_tokens": 8}}
+    listing = {"tokens": [" yes"], "token_logprobs": [-0.1],
+               "top_logprobs": [{" yes": -0.1, " no": -2.5, "yes": -4.0}]}
+    answer = next_token_from_response(response(listing, usage), [" yes", " no", " No"])
+    assert answer == NextTokenLogprobs({" yes": -0.1, " no": -2.5, " No": -math.inf}, 10, 8)
+    with pytest.raises(EngineError, match="top_logprobs"):
+        next_token_from_response(response(None, usage), [" yes"])
