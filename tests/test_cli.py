@@ -96,3 +96,9 @@ def test_a_prm_of_the_wrong_architecture_fails_before_any_model_loads(tmp_path):
     assert result.exit_code == 2, result.output
     assert "architecture MistralForCausalLM" in result.output
     assert "qwen-prm format expects Qwen2ForProcessRewardModel" in result.output
+
+
+def test_prm_serve_refuses_a_format_it_cannot_pool():
+    result = _run("prm", "serve", "--prm", "rlhflow:/models/x")
+    assert result.exit_code == 2, result.output
+    assert "FORMAT qwen-prm or math-shepherd" in result.output

@@ -1,4 +1,4 @@
-"""The ``ttscale`` command line: run | demo | solve."""
+"""The ``ttscale`` command line: run | demo | solve | prms | prm serve."""
 
 from __future__ import annotations
 
@@ -358,6 +358,37 @@ def prms() -> None:
         table.add_row(spec, entry.kind, entry.summary)
     table.add_row("none", "-", "no scorer (greedy, majority vote)")
     out.print(table)
+
+
+prm_app = typer.Typer(help="Process reward models: serve one over HTTP.", no_args_is_help=True)
+app.add_typer(prm_app, name="prm")
+
+
+@prm_app.command("serve")
+def prm_serve(
+    prm: Annotated[str, typer.Option(help="FORMAT:PATH with FORMAT qwen-prm or math-shepherd "
+                                          "and PATH a local checkpoint folder")],
+    host: Annotated[str, typer.Option(help="address to bind; 127.0.0.1 keeps it local")
+                    ] = "127.0.0.1",
+    port: int = 8001,
+    api_key: Annotated[str | None, typer.Option(
+        envvar="TTSCALE_API_KEY", help="require 'Authorization: Bearer KEY'")] = None,
+    served_model_name: Annotated[str | None, typer.Option(
+        help="model name clients use (default: the checkpoint folder's name)")] = None,
+    prm_device: PrmDeviceOpt = "cpu",
+    prm_dtype: PrmDtypeOpt = "auto",
+    threads: Annotated[int | None, typer.Option(help="torch CPU threads")] = None,
+) -> None:
+    """Serve a PRM checkpoint over vLLM's pooling API (POST /pooling), so that runs elsewhere
+    can score with --prm http://HOST:PORT."""
+    _setup_logging(False)
+    try:
+        from ttscale.prm_server import serve
+
+        serve(prm, host=host, port=port, api_key=api_key, model_name=served_model_name,
+              device=prm_device, dtype=prm_dtype, threads=threads)
+    except (TTScaleError, ValueError) as error:
+        _fail(str(error))
 
 
 if __name__ == "__main__":  # pragma: no cover

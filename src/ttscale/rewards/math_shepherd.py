@@ -16,6 +16,8 @@ from ttscale.rewards.hf_prm import EncodedSolution, HFProcessRewardModel
 
 STEP_TAG = "ки"
 GOOD, BAD = "+", "-"
+# index of GOOD in the [GOOD, BAD] pair read out (vLLM's returned_token_ids keep that order)
+POSITIVE_LABEL = 0
 
 
 def prm_input(problem: str, steps: Sequence[str]) -> str:
@@ -43,10 +45,14 @@ class MathShepherdPRM(HFProcessRewardModel):
         self.label_weights = head.weight[self.candidate_ids].detach().float()
 
     def encode(self, problem: str, steps: Sequence[str]) -> EncodedSolution:
-        ids = self.tokenizer.encode(prm_input(problem, steps))
+        return self.encode_text(prm_input(problem, steps))
+
+    def encode_text(self, text: str) -> EncodedSolution:
+        """The input text's ids (with BOS), read at every tag (a PRM server receives the text)."""
+        ids = self.tokenizer.encode(text)
         positions = [i for i, token in enumerate(ids) if token == self.tag_id]
         return EncodedSolution(ids, positions)
 
     def read(self, hidden):
         logits = hidden @ self.label_weights.T
-        return self._torch.softmax(logits, dim=-1)[:, 0]
+        return self._torch.softmax(logits, dim=-1)[:, POSITIVE_LABEL]

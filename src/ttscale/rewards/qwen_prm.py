@@ -19,6 +19,7 @@ from ttscale.rewards.hf_prm import EncodedSolution, HFProcessRewardModel, load_h
 
 SYSTEM_PROMPT = "Please reason step by step, and put your final answer within \\boxed{}."
 STEP_TAG = "<extra_0>"
+# the head's labels are [incorrect, correct]; vLLM's STEP pooler returns them in that order
 POSITIVE_LABEL = 1
 
 
@@ -31,6 +32,19 @@ def conversation(problem: str, steps: Sequence[str]) -> list[dict[str, str]]:
         {"role": "user", "content": problem},
         {"role": "assistant", "content": body},
     ]
+
+
+def chatml(messages: Sequence[dict[str, str]]) -> str:
+    """The messages as Qwen2.5's chat template writes them when the first one is a system
+    message (no generation prompt): one ``<|im_start|>role\\n...<|im_end|>\\n`` block each."""
+    return "".join(f"<|im_start|>{m['role']}\n{m['content']}<|im_end|>\n" for m in messages)
+
+
+def prm_input(problem: str, steps: Sequence[str]) -> str:
+    """The input text built without a tokenizer, as a PRM server is sent it; the same text as
+    the chat template renders in :meth:`QwenMathPRM.encode`. A tag inside the problem would
+    be read as a step end, so it is removed there."""
+    return chatml(conversation(problem.replace(STEP_TAG, ""), steps))
 
 
 class QwenMathPRM(HFProcessRewardModel):
@@ -57,7 +71,11 @@ class QwenMathPRM(HFProcessRewardModel):
                                                   add_generation_prompt=False)
 
     def encode(self, problem: str, steps: Sequence[str]) -> EncodedSolution:
-        ids = self.tokenizer.encode(self.render(problem.replace(STEP_TAG, ""), steps))
+        return self.encode_text(self.render(problem.replace(STEP_TAG, ""), steps))
+
+    def encode_text(self, text: str) -> EncodedSolution:
+        """A rendered input's ids, read at every tag (a PRM server receives the text)."""
+        ids = self.tokenizer.encode(text)
         positions = [i for i, token in enumerate(ids) if token == self.tag_id]
         return EncodedSolution(ids, positions)
 
