@@ -287,3 +287,36 @@ def test_loading_never_runs_checkpoint_code(checkpoints):
     # because none of it is imported
     prm = QwenMathPRM(checkpoints["qwen-prm"])
     assert type(prm.backbone).__module__.startswith("transformers.")
+
+
+def test_a_run_scores_every_step_with_the_prm(checkpoints, qwen, tmp_path):
+    """`ttscale run --prm qwen-prm:PATH` on the embedded policy: each candidate's recorded step
+    scores are the PRM's scores of that candidate's steps, and the PRM is on the ledger."""
+    import json
+
+    from typer.testing import CliRunner
+
+    from ttscale.cli import app
+    from ttscale.datasets import load_dataset
+
+    out = tmp_path / "run"
+    result = CliRunner().invoke(app, [
+        "run", "--dataset", "gsm8k", "--limit", "1", "--method", "bon", "--n", "2",
+        "--prm", f"qwen-prm:{checkpoints['qwen-prm']}", "--max-step-tokens", "32",
+        "--max-solution-tokens", "96", "--max-depth", "4", "--threads", "1", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    record = json.loads((out / "records.jsonl").read_text().splitlines()[0])
+    assert record["scorer"] == f"qwen-prm:{checkpoints['qwen-prm']}"
+    nodes = {node["id"]: node for node in record["tree"]}
+    problem = load_dataset("gsm8k").problems[0].problem
+    for candidate in record["candidates"]:
+        texts, node = [], nodes[candidate["node"]]
+        while node["parent"] is not None:
+            texts.append(node["text"])
+            node = nodes[node["parent"]]
+        texts.reverse()
+        assert candidate["step_scores"] == pytest.approx(
+            score(qwen, problem, [texts])[0], abs=1e-5)
+    ledger = record["ledger"]
+    assert ledger["scorer_parameters"] == qwen.parameters
+    assert ledger["scorer_tokens"]["prompt"] > 0 and ledger["scorer_flops"] > 0
