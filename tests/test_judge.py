@@ -2,9 +2,8 @@
 SmolLM2-135M (in process through llama.cpp, and over HTTP through llama-cpp-python's server).
 
 What the 135M model makes of the judge prompt: little. On the Tom-and-pencils step below it
-gives P(yes) = 0.205 to the right "24 - 5 = 19" and 0.213 to the wrong "24 - 5 = 17" (and
-0.341 to the shared, right, step 1); it mostly echoes the "no" of the last worked example.
-So the tests check the plumbing, not the verdicts.
+gives P(yes) = 0.33 to the right "24 - 5 = 19" and 0.38 to the wrong "24 - 5 = 17" (and 0.69
+to the shared, right, step 1). So the tests check the plumbing, not the verdicts.
 
 Numerics: on this 4-bit model llama.cpp's CPU log-probabilities depend by up to ~0.2 nats on
 how a prompt's tokens were split between decode calls and where its cells lie in the KV cache
@@ -50,9 +49,10 @@ POLICY_PROMPT = ("Problem: Tom has 3 apples and buys 5 more. How many apples doe
                  "Solution:\nStep 1:")
 CANDIDATES = [*YES, *NO]
 NOISE = 0.25  # nats: see the module doc
-NOISE_P = 0.05  # the same, in P(yes)
+NOISE_P = 0.065  # the same in P(yes): a 0.25-nat shift moves a probability by <= 0.0625
 HTTP_NOISE = 0.5  # nats: flash attention on against off (module doc)
-RECORDED = (0.205, 0.213)  # P(yes) of the right and the wrong step 2 (module doc)
+HTTP_NOISE_P = 0.125  # the same in P(yes)
+RECORDED = (0.332, 0.376)  # P(yes) of the right and the wrong step 2 (module doc)
 
 
 def run(coroutine):
@@ -109,25 +109,32 @@ def test_prompt_for_a_three_step_solution(judge: LLMJudgeScorer) -> None:
     steps = [Step("Step 1: Tom has 3 * 8 = 24 pencils.\n"), Step(" 24 - 5 = 19 {k}"),
              Step("The answer is \\boxed{19}.")]
     expected = """\
-Decide whether the last step of each solution is correct. A step is correct when its \
-reasoning and its arithmetic are both right.
+Decide whether each step of a solution is correct. A step is correct when its reasoning and \
+its arithmetic are both right.
 
 Problem: A farmer has 12 cows. Each cow gives 9 liters of milk a day. How many liters of milk \
 do the cows give in 2 days?
 Step 1: In one day the cows give 12 * 9 = 108 liters of milk.
 Is step 1 correct (yes or no)? yes
+Step 2: In 2 days they give 108 * 2 = 216 liters.
+Is step 2 correct (yes or no)? yes
 
 Problem: Lisa buys 4 notebooks at $3 each and a pen for $2. How much does she spend?
 Step 1: The notebooks cost 4 * 3 = $12.
+Is step 1 correct (yes or no)? yes
 Step 2: In all she spends 12 + 2 = $16.
 Is step 2 correct (yes or no)? no
 
 Problem: Tom has {problem} pencils.
 Step 1: Tom has 3 * 8 = 24 pencils.
+Is step 1 correct (yes or no)? yes
 Step 2: 24 - 5 = 19 {k}
+Is step 2 correct (yes or no)? yes
 Step 3: The answer is \\boxed{19}.
 Is step 3 correct (yes or no)?"""
     assert judge.prompt(" Tom has {problem} pencils.\n", steps, 3) == expected
+    # the prompt for step k begins the prompt for step k + 1
+    assert judge.prompt(" Tom has {problem} pencils.\n", steps, 2) + " yes\n" in expected
     assert judge.prompt("P", steps, 1).endswith(
         "Problem: P\nStep 1: Tom has 3 * 8 = 24 pencils.\nIs step 1 correct (yes or no)?")
 
@@ -170,16 +177,29 @@ def test_batched_equals_one_by_one(engine: LlamaCppEngine, judge_prompts: list[s
 def test_shared_prefix_is_computed_once_and_kept(engine: LlamaCppEngine,
                                                  judge_prompts: list[str]) -> None:
     lists = [engine.tokenize(p) for p in judge_prompts]
-    shared = common_length(lists)
+    # every prompt keeps its last token to compute (its logits are read)
+    shared = min(common_length(lists), min(map(len, lists)) - 1)
     assert shared > 200  # the judge instruction, its examples and the problem
+    # the right solution's three prompts form one chain: each begins the next
+    assert lists[1][:len(lists[0])] == lists[0] and lists[2][:len(lists[1])] == lists[1]
     engine.clear_cache()
     first = next_tokens(engine, judge_prompts)
+    # the chain is decoded once, charged to its longest prompt, which also pays for the
+    # shared part; the wrong solution's prompt computes its own tokens only
     assert [a.prompt_tokens - a.cached_prompt_tokens for a in first] == [
-        len(lists[0]), *(len(t) - shared for t in lists[1:])]
+        0, 0, len(lists[2]), len(lists[3]) - shared]
     again = next_tokens(engine, judge_prompts)
-    assert [a.cached_prompt_tokens for a in again] == [shared] * len(lists)
+    assert [a.cached_prompt_tokens for a in again] == [
+        len(lists[0]), len(lists[1]), shared, shared]
     for a, b in zip(first, again, strict=True):
         same_answers(a, b, 1e-4)
+
+
+def test_prefix_chains_group_prompts_that_begin_others() -> None:
+    from ttscale.engines.llama_cpp import _prefix_chains
+
+    lists = [[1, 2], [1, 2, 3, 4], [1, 5], [1, 2, 3], [1, 2], [9]]
+    assert _prefix_chains(lists) == {1: [1, 3, 0, 4], 2: [2], 5: [5]}
 
 
 def test_waves_when_slots_or_cache_run_short(engine: LlamaCppEngine,
@@ -188,11 +208,14 @@ def test_waves_when_slots_or_cache_run_short(engine: LlamaCppEngine,
     head = judge_prompts[0][:judge_prompts[0].index("Problem: Tom")]
     long_prompts = [head + f"Problem: Box {i} " + " ".join(
         f"and box {j} hold {i * j + 3} marbles" for j in range(24)) + "." for i in range(2)]
+    # three prompts, none the beginning of another (those would share one pass)
+    distinct = [judge_prompts[1], judge_prompts[3],
+                judge_prompts[1].replace("= 19 pencils", "= 21 pencils")]
     small = LlamaCppEngine(n_ctx=512, n_seq_max=3, n_threads=THREADS)  # two sequence slots
     try:
         assert small.n_seq_max == 3 and small.n_ctx == 512
         waved = {}
-        for name, prompts in (("slots", judge_prompts), ("cells", long_prompts)):
+        for name, prompts in (("slots", distinct), ("cells", long_prompts)):
             lists = [small.tokenize(p) for p in prompts]
             shared, lengths = common_length(lists), sorted(len(t) for t in lists)
             if name == "slots":  # more prompts than slots, all of them fit the cache at once
@@ -205,7 +228,7 @@ def test_waves_when_slots_or_cache_run_short(engine: LlamaCppEngine,
                 len(t) - shared for t in lists[1:]]
     finally:
         small.free()
-    for name, prompts in (("slots", judge_prompts), ("cells", long_prompts)):
+    for name, prompts in (("slots", distinct), ("cells", long_prompts)):
         for a, b in zip(waved[name], next_tokens(engine, prompts), strict=True):
             same_answers(a, b, NOISE)
 
@@ -258,7 +281,7 @@ def test_right_and_wrong_step_scores_come_from_the_logprobs(engine: LlamaCppEngi
             assert score == pytest.approx(expected, abs=1e-6)
     # step 1 is the same in both solutions: so is its score (to the noise of its cache cells)
     assert batch.scores[0][0] == pytest.approx(batch.scores[1][0], abs=NOISE_P)
-    # what the 135M model makes of step 2 (not asserted right): "no" to both
+    # what the 135M model makes of step 2 (not asserted right): much the same for both
     right, wrong = batch.scores[0][1], batch.scores[1][1]
     assert right == pytest.approx(RECORDED[0], abs=NOISE_P)
     assert wrong == pytest.approx(RECORDED[1], abs=NOISE_P)
@@ -298,7 +321,7 @@ def test_http_agrees_with_the_in_process_engine(server_url: str, engine: LlamaCp
         assert max(b.logprobs, key=b.logprobs.get) == max(a.logprobs, key=a.logprobs.get)
         # the verdict read over HTTP is the in-process one, to the noise
         assert yes_probability(b.logprobs, YES, NO) == pytest.approx(
-            yes_probability(a.logprobs, YES, NO), abs=NOISE_P)
+            yes_probability(a.logprobs, YES, NO), abs=HTTP_NOISE_P)
 
 
 def test_http_top_k_is_a_setting(server_url: str, judge_prompts: list[str]) -> None:

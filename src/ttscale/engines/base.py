@@ -5,6 +5,7 @@ sees only this protocol, never a backend."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Literal, Protocol, runtime_checkable
@@ -91,6 +92,46 @@ def validate_extend_args(
         raise ValueError(f"temperature must be >= 0, got {temperature}")
     if not 0 < top_p <= 1:
         raise ValueError(f"top_p must be in (0, 1], got {top_p}")
+
+
+class ThreadedEngine:
+    """The async protocol methods of an in-process engine whose work blocks: it runs in a
+    worker thread (``extend_sync`` / ``next_token_logprobs_sync``), so the event loop that
+    drives many searches stays free while the model computes."""
+
+    async def extend(
+        self,
+        prefixes: Sequence[str],
+        n: int,
+        stop: Sequence[str],
+        max_tokens: int,
+        temperature: float,
+        top_p: float,
+        seed: int,
+    ) -> list[list[Continuation]]:
+        validate_extend_args(prefixes, n, max_tokens, temperature, top_p)
+        if not prefixes:
+            return []
+        return await asyncio.to_thread(self.extend_sync, list(prefixes), n, list(stop),
+                                       max_tokens, temperature, top_p, seed)
+
+    async def next_token_logprobs(
+        self, prefixes: Sequence[str], candidates: Sequence[str]
+    ) -> list[NextTokenLogprobs]:
+        if isinstance(prefixes, str) or isinstance(candidates, str):
+            raise TypeError("prefixes and candidates must be lists of strings, not one string")
+        if not prefixes:
+            return []
+        return await asyncio.to_thread(self.next_token_logprobs_sync, list(prefixes),
+                                       list(candidates))
+
+    def extend_sync(self, prefixes: list[str], n: int, stop: list[str], max_tokens: int,
+                    temperature: float, top_p: float, seed: int) -> list[list[Continuation]]:
+        raise NotImplementedError
+
+    def next_token_logprobs_sync(self, prefixes: list[str],
+                                 candidates: list[str]) -> list[NextTokenLogprobs]:
+        raise NotImplementedError
 
 
 @runtime_checkable

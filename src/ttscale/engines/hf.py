@@ -17,11 +17,9 @@ built."""
 
 from __future__ import annotations
 
-import asyncio
 import inspect
 import os
 import threading
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -33,7 +31,7 @@ from ttscale.engines.base import (
     FinishReason,
     ModelInfo,
     NextTokenLogprobs,
-    validate_extend_args,
+    ThreadedEngine,
 )
 from ttscale.engines.embedded import EMBEDDED_NAME, embedded_model_path
 from ttscale.engines.sampling import sample_rng, sample_rows
@@ -75,7 +73,7 @@ class _Sample:
     cut: int | None = None  # length of the text to keep when a stop string was hit
 
 
-class HFEngine:
+class HFEngine(ThreadedEngine):
     """Batched policy engine on a transformers causal LM.
 
     ``model`` is a local model folder (with ``config.json``), a ``.gguf`` file (dequantized by
@@ -140,32 +138,7 @@ class HFEngine:
     def info(self) -> ModelInfo:
         return self._info
 
-    async def extend(
-        self,
-        prefixes: Sequence[str],
-        n: int,
-        stop: Sequence[str],
-        max_tokens: int,
-        temperature: float,
-        top_p: float,
-        seed: int,
-    ) -> list[list[Continuation]]:
-        validate_extend_args(prefixes, n, max_tokens, temperature, top_p)
-        if not prefixes:
-            return []
-        return await asyncio.to_thread(
-            self.extend_sync, list(prefixes), n, list(stop), max_tokens, temperature, top_p, seed
-        )
 
-    async def next_token_logprobs(
-        self, prefixes: Sequence[str], candidates: Sequence[str]
-    ) -> list[NextTokenLogprobs]:
-        if isinstance(prefixes, str):
-            raise TypeError("prefixes must be a list of strings, not one string")
-        if not prefixes:
-            return []
-        return await asyncio.to_thread(self.next_token_logprobs_sync, list(prefixes),
-                                       list(candidates))
 
     async def close(self) -> None:
         with self._lock:

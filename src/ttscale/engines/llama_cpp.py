@@ -18,14 +18,12 @@ computed for the one continuation that paid for it and as cached for every other
 
 from __future__ import annotations
 
-import asyncio
 import codecs
 import ctypes
 import logging
 import os
 import threading
 import zlib
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -36,7 +34,7 @@ from ttscale.engines.base import (
     FinishReason,
     ModelInfo,
     NextTokenLogprobs,
-    validate_extend_args,
+    ThreadedEngine,
 )
 from ttscale.engines.embedded import EMBEDDED_NAME, embedded_model_path
 from ttscale.engines.sampling import sample_rows
@@ -95,7 +93,7 @@ class _Item:
     samples: range
 
 
-class LlamaCppEngine:
+class LlamaCppEngine(ThreadedEngine):
     """Batched, prefix-sharing llama.cpp policy engine (CPU by default).
 
     ``n_ctx`` is the size of the one KV cache that all sequences of a call share;
@@ -164,40 +162,10 @@ class LlamaCppEngine:
     def info(self) -> ModelInfo:
         return self._info
 
-    async def extend(
-        self,
-        prefixes: Sequence[str],
-        n: int,
-        stop: Sequence[str],
-        max_tokens: int,
-        temperature: float,
-        top_p: float,
-        seed: int,
-    ) -> list[list[Continuation]]:
-        validate_extend_args(prefixes, n, max_tokens, temperature, top_p)
-        if not prefixes:
-            return []
-        return await asyncio.to_thread(
-            self.extend_sync, list(prefixes), n, list(stop), max_tokens, temperature, top_p, seed
-        )
 
     async def close(self) -> None:
         self.free()
 
-    async def next_token_logprobs(
-        self, prefixes: Sequence[str], candidates: Sequence[str]
-    ) -> list[NextTokenLogprobs]:
-        """Log P(first token of each candidate | prefix), over the whole vocabulary.
-
-        The prefixes' shared part goes to sequence 0 like extend's, so it is kept for the next
-        call of either kind: a judge call right after a policy call on another prompt
-        recomputes it (and the policy's next call its own)."""
-        if isinstance(prefixes, str) or isinstance(candidates, str):
-            raise TypeError("prefixes and candidates must be lists of strings, not one string")
-        if not prefixes:
-            return []
-        return await asyncio.to_thread(self.next_token_logprobs_sync, list(prefixes),
-                                       list(candidates))
 
     def clear_cache(self) -> None:
         """Forget every cached prefix. The runner calls this before each problem: llama.cpp's
@@ -333,6 +301,9 @@ class LlamaCppEngine:
 
     def next_token_logprobs_sync(self, prefixes: list[str],
                                  candidates: list[str]) -> list[NextTokenLogprobs]:
+        """Log P(first token of each candidate | prefix), over the whole vocabulary. The
+        prefixes' shared part goes to sequence 0 like extend's and is kept for the next call
+        of either kind (a judge call after a policy call on another prompt recomputes it)."""
         ids = {c: self._first_token(c) for c in candidates}
         with self._lock:
             try:
@@ -354,33 +325,42 @@ class LlamaCppEngine:
         lc, memory = self._lc, self._memory
         token_lists, shared_length = self._tokenize_prefixes(prefixes, room=0)
         fresh_shared = shared_length - self._sync_shared(token_lists[0][:shared_length])
-        results: list[NextTokenLogprobs] = []
-        for wave in self._plan_prefix_waves(token_lists, shared_length):
-            # every prefix of a wave in one list of entries: _decode batches them together
+        # a prefix whose tokens start another one is read off that one's pass (a judge asks
+        # about step k, then about step k + 1 after the same text): each chain is decoded
+        # once, with logits kept at every member's last token
+        chains = _prefix_chains(token_lists)
+        heads = list(chains)
+        results: list[NextTokenLogprobs | None] = [None] * len(prefixes)
+        for wave in self._plan_prefix_waves([token_lists[h] for h in heads], shared_length):
             entries: list[tuple[int, int, int, bool]] = []
-            last_entry: list[int] = []
-            for slot, index in enumerate(wave, start=1):
+            reads: list[tuple[int, int, int]] = []  # (prefix, entry index, chain head)
+            for slot, w in enumerate(wave, start=1):
+                head = heads[w]
                 lc.llama_memory_seq_cp(memory, SHARED_SEQ, slot, -1, -1)
-                tokens = token_lists[index]
-                entries.extend((tokens[p], p, slot, p == len(tokens) - 1)
+                tokens = token_lists[head]
+                ends = {len(token_lists[m]) - 1 for m in chains[head]}
+                base = len(entries) - shared_length
+                entries.extend((tokens[p], p, slot, p in ends)
                                for p in range(shared_length, len(tokens)))
-                last_entry.append(len(entries) - 1)
+                reads.extend((m, base + len(token_lists[m]) - 1, head) for m in chains[head])
             rows = self._decode(entries)
             for slot in range(1, len(wave) + 1):
                 lc.llama_memory_seq_rm(memory, slot, -1, -1)
-            for index, entry in zip(wave, last_entry, strict=True):
+            for index, entry, head in reads:
                 row = rows[entry].astype(np.float64)
                 top = row.max()
                 log_normaliser = top + np.log(np.exp(row - top).sum())
                 prompt_tokens = len(token_lists[index])
-                computed = prompt_tokens - shared_length + fresh_shared
-                fresh_shared = 0  # the shared part is charged to the first prefix only
-                results.append(NextTokenLogprobs(
+                computed = 0  # each computed token is charged once: to its chain's head
+                if index == head:
+                    computed = prompt_tokens - shared_length + fresh_shared
+                    fresh_shared = 0  # the shared part is charged to the first head only
+                results[index] = NextTokenLogprobs(
                     logprobs={c: float(row[t] - log_normaliser) for c, t in ids.items()},
                     prompt_tokens=prompt_tokens,
                     cached_prompt_tokens=prompt_tokens - computed,
-                ))
-        return results
+                )
+        return [r for r in results if r is not None]
 
     def _plan_prefix_waves(self, token_lists: list[list[int]],
                            shared_length: int) -> list[list[int]]:
@@ -580,6 +560,24 @@ def _tail(pieces: list[bytes], start: int) -> tuple[bytes, int]:
         taken.append(piece)
         begin -= len(piece)
     return b"".join(reversed(taken)), begin
+
+
+def _prefix_chains(token_lists: list[list[int]]) -> dict[int, list[int]]:
+    """Group prefixes whose tokens begin a longer prefix's tokens under that longer one (the
+    chain's head). Returns head index → member indices (the head included), heads in the
+    order of first appearance."""
+    order = sorted(range(len(token_lists)), key=lambda i: (-len(token_lists[i]), i))
+    members: dict[int, list[int]] = {}
+    for index in order:
+        tokens = token_lists[index]
+        for head in members:
+            if token_lists[head][:len(tokens)] == tokens:
+                members[head].append(index)
+                break
+        else:
+            members[index] = [index]
+    first = {head: min(group) for head, group in members.items()}
+    return {head: members[head] for head in sorted(members, key=first.__getitem__)}
 
 
 def _common_prefix_length(token_lists: list[list[int]]) -> int:

@@ -80,7 +80,7 @@ DEFAULT_API_KEY = "EMPTY"
 # Seeds are kept below 2**31: some servers store them in a signed 32-bit int.
 _SEED_MODULUS = 2**31 - 1
 
-_CONTEXT_PATTERN = re.compile(
+CONTEXT_PATTERN = re.compile(
     r"context[ _-]?(length|window|size)|max_model_len|maximum (context|sequence) length"
     r"|too many tokens|prompt is too long|exceed_context|context_length_exceeded",
     re.IGNORECASE,
@@ -140,17 +140,17 @@ def resolve_api_key(api_key: str | None) -> str:
 def _unreachable_message(base_url: str, reason: object, model: str | None = None) -> str:
     hint = f"vllm serve {model}" if model else "vllm serve MODEL"
     return (
-        f"cannot reach the OpenAI-compatible server at {base_url}: {_one_line(reason)}; "
+        f"cannot reach the OpenAI-compatible server at {base_url}: {one_line(reason)}; "
         f"start it (e.g. `{hint}`) or check --base-url"
     )
 
 
-def _one_line(reason: object) -> str:
+def one_line(reason: object) -> str:
     text = " ".join(str(reason).split())
     return text if len(text) <= 300 else text[:297] + "..."
 
 
-def _root_cause(exc: BaseException) -> BaseException:
+def root_cause(exc: BaseException) -> BaseException:
     """The most telling cause of a client error: the deepest OS error in its chain (e.g.
     ``ConnectionRefusedError``), else the last explicit cause."""
     deepest_os: BaseException | None = None
@@ -167,27 +167,27 @@ def _root_cause(exc: BaseException) -> BaseException:
     return deepest_os or last
 
 
-def _status_message(exc: openai.APIStatusError) -> str:
+def status_message(exc: openai.APIStatusError) -> str:
     body = exc.body
     if isinstance(body, dict):
         inner = body.get("error", body)
         if isinstance(inner, dict) and inner.get("message"):
-            return _one_line(inner["message"])
+            return one_line(inner["message"])
         if isinstance(inner, str):
-            return _one_line(inner)
+            return one_line(inner)
         if body.get("message"):
-            return _one_line(body["message"])
+            return one_line(body["message"])
         if body.get("detail"):
-            return _one_line(body["detail"])
-    return _one_line(exc.message)
+            return one_line(body["detail"])
+    return one_line(exc.message)
 
 
 def translate_error(exc: Exception, base_url: str, model: str | None) -> Exception:
     """Map an ``openai`` client exception (raised after its own retries) to a ttscale error."""
-    if isinstance(exc, openai.APIConnectionError) and _is_connect_failure(exc):
+    if isinstance(exc, openai.APIConnectionError) and is_connect_failure(exc):
         # Could not open a connection at all (refused, unknown host, connect timeout): the
         # server is not there, and retrying inside a search will not bring it back.
-        cause = _root_cause(exc)
+        cause = root_cause(exc)
         text = f"{type(cause).__name__}: {cause}" if str(cause) else type(cause).__name__
         return ModelLoadError(_unreachable_message(base_url, text, model))
     if isinstance(exc, openai.APITimeoutError):
@@ -196,21 +196,21 @@ def translate_error(exc: Exception, base_url: str, model: str | None) -> Excepti
             "lower --concurrency or raise the timeout"
         )
     if isinstance(exc, openai.APIConnectionError):
-        cause = _root_cause(exc)
+        cause = root_cause(exc)
         text = f"{type(cause).__name__}: {cause}" if str(cause) else type(cause).__name__
         return RetryableEngineError(
-            f"connection to {base_url} failed mid-request (after retries): {_one_line(text)}"
+            f"connection to {base_url} failed mid-request (after retries): {one_line(text)}"
         )
     if isinstance(exc, openai.APIStatusError):
         status = exc.status_code
-        message = _status_message(exc)
+        message = status_message(exc)
         code = exc.code if isinstance(exc.code, str) else ""
         if status in (401, 403):
             return EngineError(
                 f"the server at {base_url} rejected the API key (HTTP {status}: {message}); "
                 f"set {API_KEY_ENV_VARS[0]} (or {API_KEY_ENV_VARS[1]}) or pass --api-key"
             )
-        if _CONTEXT_PATTERN.search(message) or _CONTEXT_PATTERN.search(code):
+        if CONTEXT_PATTERN.search(message) or CONTEXT_PATTERN.search(code):
             return ContextLengthError(
                 f"prompt plus max_tokens does not fit the context window of the model at "
                 f"{base_url} (HTTP {status}: {message}); shorten the prompt, lower max_tokens "
@@ -229,11 +229,11 @@ def translate_error(exc: Exception, base_url: str, model: str | None) -> Excepti
             f"the server at {base_url} refused the request (HTTP {status}): {message}"
         )
     if isinstance(exc, openai.APIError):
-        return EngineError(f"bad answer from the server at {base_url}: {_one_line(exc)}")
+        return EngineError(f"bad answer from the server at {base_url}: {one_line(exc)}")
     return exc
 
 
-def _is_connect_failure(exc: BaseException) -> bool:
+def is_connect_failure(exc: BaseException) -> bool:
     """True when no connection could be opened (as opposed to one that broke mid-request).
 
     Judged from the chain of causes: the HTTP library's ``ConnectError`` (httpx or httpx2,
@@ -279,7 +279,7 @@ def _list_models_sync(base_url: str, api_key: str | None, timeout: float) -> lis
 
 def _listing_error(exc: Exception, base_url: str) -> Exception:
     if isinstance(exc, openai.APITimeoutError | openai.APIConnectionError):
-        cause = _root_cause(exc)
+        cause = root_cause(exc)
         text = f"{type(cause).__name__}: {cause}" if str(cause) else type(cause).__name__
         if isinstance(exc, openai.APITimeoutError):
             text = "no answer to GET /models in time"
@@ -526,14 +526,7 @@ class OpenAICompletionsEngine:
         }
         if stops:
             kwargs["stop"] = stops
-        if self.extra_body:
-            kwargs["extra_body"] = self.extra_body
-        async with self._semaphore:
-            try:
-                response = await client.completions.create(**kwargs)
-            except openai.APIError as exc:
-                raise translate_error(exc, self.base_url, self._model) from exc
-        return continuation_from_response(response, stops)
+        return continuation_from_response(await self._complete(client, kwargs), stops)
 
     # ------------------------------------------------------------------ next-token scoring
 
@@ -568,14 +561,18 @@ class OpenAICompletionsEngine:
             "n": 1,
             "logprobs": self.top_logprobs,
         }
+        return next_token_from_response(await self._complete(client, kwargs), candidates)
+
+    async def _complete(self, client: AsyncOpenAI, kwargs: dict[str, Any]) -> Any:
+        """One /v1/completions request within the concurrency limit, errors translated."""
+        assert self._semaphore is not None
         if self.extra_body:
             kwargs["extra_body"] = self.extra_body
         async with self._semaphore:
             try:
-                response = await client.completions.create(**kwargs)
+                return await client.completions.create(**kwargs)
             except openai.APIError as exc:
                 raise translate_error(exc, self.base_url, self._model) from exc
-        return next_token_from_response(response, candidates)
 
 
 def next_token_from_response(response: Any, candidates: Sequence[str]) -> NextTokenLogprobs:

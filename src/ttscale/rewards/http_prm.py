@@ -31,12 +31,12 @@ from openai import AsyncOpenAI, OpenAI
 
 from ttscale.compute import TokenCount
 from ttscale.engines.openai_http import (
-    _CONTEXT_PATTERN,
-    _is_connect_failure,
-    _one_line,
-    _root_cause,
-    _status_message,
+    CONTEXT_PATTERN,
+    is_connect_failure,
+    one_line,
     resolve_api_key,
+    root_cause,
+    status_message,
 )
 from ttscale.errors import (
     ConfigError,
@@ -222,7 +222,7 @@ class HTTPProcessRewardModel:
         that says what was wrong with it."""
         if not isinstance(answer, dict):
             kind = "text" if isinstance(answer, str) else type(answer).__name__
-            raise self._bad_answer(f"expected a JSON object, got {kind}: {_one_line(answer)}")
+            raise self._bad_answer(f"expected a JSON object, got {kind}: {one_line(answer)}")
         data, usage = answer.get("data"), answer.get("usage")
         if not isinstance(data, list) or len(data) != len(step_counts):
             got = f"{len(data)} items" if isinstance(data, list) else repr(data)[:80]
@@ -243,7 +243,7 @@ class HTTPProcessRewardModel:
                 isinstance(v, list) and all(_is_number(x) for x in v) for v in vectors):
             raise self._bad_answer(
                 f"input {position}: expected a list of vectors (STEP pooling), got "
-                f"{_one_line(repr(vectors)[:120])}; start the server with STEP pooling: "
+                f"{one_line(repr(vectors)[:120])}; start the server with STEP pooling: "
                 f"`{self.wire.serve}`")
         widths = {len(v) for v in vectors}
         if widths - {2}:
@@ -273,10 +273,10 @@ class HTTPProcessRewardModel:
                retries: int | None = None) -> Exception:
         """One line per failure, from the client's exception (raised after its retries)."""
         where = f"the PRM server at {self.root}"
-        if isinstance(exc, openai.APIConnectionError) and _is_connect_failure(exc):
-            cause = _root_cause(exc)
+        if isinstance(exc, openai.APIConnectionError) and is_connect_failure(exc):
+            cause = root_cause(exc)
             text = f"{type(cause).__name__}: {cause}" if str(cause) else type(cause).__name__
-            return ModelLoadError(f"cannot reach {where}: {_one_line(text)}; start it (e.g. "
+            return ModelLoadError(f"cannot reach {where}: {one_line(text)}; start it (e.g. "
                                   f"`{self.wire.serve}` or `ttscale prm serve`) or check the "
                                   "URL given to --prm")
         if isinstance(exc, openai.APITimeoutError):
@@ -285,16 +285,16 @@ class HTTPProcessRewardModel:
                 f"{self.max_retries if retries is None else retries} retries); it may be "
                 "overloaded or stuck: raise the timeout or lower the concurrency")
         if isinstance(exc, openai.APIConnectionError):
-            cause = _root_cause(exc)
+            cause = root_cause(exc)
             text = f"{type(cause).__name__}: {cause}" if str(cause) else type(cause).__name__
             return RetryableEngineError(f"connection to {where} failed mid-request (after "
-                                        f"retries): {_one_line(text)}")
+                                        f"retries): {one_line(text)}")
         if isinstance(exc, openai.APIStatusError):
-            status, message = exc.status_code, _status_message(exc)
+            status, message = exc.status_code, status_message(exc)
             if status in (401, 403):
                 return EngineError(f"{where} rejected the API key (HTTP {status}: {message}); "
                                    "pass the server's key")
-            if _CONTEXT_PATTERN.search(message):
+            if CONTEXT_PATTERN.search(message):
                 return ContextLengthError(f"a PRM input does not fit the context of the model "
                                           f"at {self.root} (HTTP {status}: {message})")
             if status == 404:
@@ -306,7 +306,7 @@ class HTTPProcessRewardModel:
                 return RetryableEngineError(f"{where} kept failing (HTTP {status}, after "
                                             f"retries): {message}")
             return EngineError(f"{where} refused the request (HTTP {status}): {message}")
-        return self._bad_answer(_one_line(exc))
+        return self._bad_answer(one_line(exc))
 
     # -- client per event loop ---------------------------------------------------------------
     def _client(self) -> AsyncOpenAI:

@@ -2,11 +2,17 @@
 whether the last step of a partial solution is correct.
 
 For step ``k`` of a solution the prompt is a short few-shot judge instruction
-(``prompt_files/judge_fewshot.txt``), the problem, steps ``1..k`` and the question "Is step k
-correct (yes or no)?"; the score is P(yes) / (P(yes) + P(no)) read off the next-token
-distribution, the case variants summed. Every prompt of one ``score`` call goes to the engine
-in one ``next_token_logprobs`` call, so the instruction and the problem, common to them all,
-are computed once (and an engine that keeps its shared prefix reuses them on the next call)."""
+(``prompt_files/judge_fewshot.txt``), the problem, then steps ``1..k``, each followed by the
+question "Is step i correct (yes or no)?" — answered "yes" for the earlier steps, left open
+for step ``k``. The score is P(yes) / (P(yes) + P(no)) read off the next-token distribution,
+the case variants summed.
+
+Earlier steps stand as accepted (as in RLHFlow's PRM format, where every earlier step is
+answered "+"): a search only asks about a step whose earlier steps it kept, and it makes the
+prompt for step ``k`` the beginning of the prompt for step ``k + 1``, so an engine that
+shares such prefixes reads a whole solution in one pass. Every prompt of one ``score`` call
+goes to the engine in one ``next_token_logprobs`` call; the instruction and the problem,
+common to them all, are computed once."""
 
 from __future__ import annotations
 
@@ -27,6 +33,8 @@ NEUTRAL_SCORE = 0.5
 YES = (" yes", " Yes")
 NO = (" no", " No")
 TEMPLATE_FILE = "judge_fewshot.txt"
+QUESTION = "Is step {i} correct (yes or no)?"
+ACCEPTED = " yes"
 
 _STEP_LABEL = re.compile(r"^\s*step\s*\d+\s*[:.]\s*", re.IGNORECASE)
 _PLACEHOLDER = re.compile(r"\{(problem|steps|k)\}")
@@ -34,9 +42,12 @@ _PLACEHOLDER = re.compile(r"\{(problem|steps|k)\}")
 
 def render_judge_prompt(template: str, problem: str, steps: Sequence[Step], k: int) -> str:
     """The judge prompt for step ``k`` (1-based): steps ``1..k``, each labelled ``Step i:``
-    whether or not the policy wrote that label itself."""
-    lines = [f"Step {i}: {_STEP_LABEL.sub('', step.text).strip()}"
-             for i, step in enumerate(steps[:k], start=1)]
+    whether or not the policy wrote that label itself, each followed by its question; the
+    earlier questions answered "yes"."""
+    lines = []
+    for i, step in enumerate(steps[:k], start=1):
+        lines.append(f"Step {i}: {_STEP_LABEL.sub('', step.text).strip()}")
+        lines.append(f"{QUESTION.format(i=i)}{ACCEPTED if i < k else ''}")
     values = {"problem": problem.strip(), "steps": "\n".join(lines), "k": str(k)}
     # one pass, so braces in the problem or a step (LaTeX) are never read as placeholders
     return _PLACEHOLDER.sub(lambda m: values[m.group(1)], template)
@@ -76,8 +87,8 @@ class LLMJudgeScorer:
         if not isinstance(engine, NextTokenScoring):
             raise ConfigError(
                 f"the judge scorer needs an engine that reads next-token log-probabilities; "
-                f"{type(engine).__name__} does not (use the llama.cpp or the OpenAI-compatible "
-                "engine, or another scorer)")
+                f"{type(engine).__name__} does not (the llama.cpp, hf and openai engines do; or "
+                "pick another scorer)")
         if not yes or not no:
             raise ConfigError("the judge scorer needs at least one yes and one no candidate")
         self.engine = engine
