@@ -153,6 +153,38 @@ def test_served_scores_equal_in_process_scores(servers, in_process, name):
     assert batched.tokens.prompt == expected.tokens.prompt
 
 
+def test_a_run_scores_through_the_served_prm(servers, in_process, tmp_path):
+    """`ttscale run --prm http://...` on the embedded policy: the recorded step scores are the
+    PRM's own, and --prm-params puts the served PRM on the FLOPs ledger."""
+    import json
+
+    from typer.testing import CliRunner
+
+    from ttscale.cli import app
+    from ttscale.datasets import load_dataset
+
+    out = tmp_path / "run"
+    result = CliRunner().invoke(app, [
+        "run", "--dataset", "gsm8k", "--limit", "1", "--method", "bon", "--n", "2",
+        "--prm", servers["qwen-prm"], "--prm-format", "qwen-prm", "--prm-params", "7e9",
+        "--max-step-tokens", "32", "--max-solution-tokens", "96", "--max-depth", "4",
+        "--threads", "1", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    record = json.loads((out / "records.jsonl").read_text().splitlines()[0])
+    assert record["scorer"] == servers["qwen-prm"]
+    assert record["ledger"]["scorer_parameters"] == 7_000_000_000
+    assert record["ledger"]["scorer_flops"] > 0
+    nodes = {node["id"]: node for node in record["tree"]}
+    problem = load_dataset("gsm8k").problems[0].problem
+    for candidate in record["candidates"]:
+        texts, node = [], nodes[candidate["node"]]
+        while node["parent"] is not None:
+            texts.append(node["text"])
+            node = nodes[node["parent"]]
+        expected = score(in_process["qwen-prm"], [texts[::-1]], problem=problem).scores[0]
+        assert candidate["step_scores"] == pytest.approx(expected, abs=1e-5)
+
+
 def test_base_url_with_v1_and_model_given(servers, in_process):
     remote = HTTPProcessRewardModel(servers["qwen-prm"] + "/v1/", model="qwen-prm")
     assert remote.name == f"http:qwen-prm@{servers['qwen-prm'].removeprefix('http://')}"

@@ -91,6 +91,8 @@ PrmDtypeOpt = Annotated[str, typer.Option(help="PRM weights: auto (bf16 on GPU, 
                                                "float32, bfloat16, float16")]
 PrmFormatOpt = Annotated[str, typer.Option(help="input format of a PRM behind --prm http://...: "
                                                 "qwen-prm or math-shepherd")]
+PrmParamsOpt = Annotated[float | None, typer.Option(
+    "--prm-params", help="parameter count of a PRM behind --prm http://..., for FLOPs (7e9)")]
 TrustOpt = Annotated[bool, typer.Option(help="let transformers run a checkpoint's own Python "
                                              "code, for --engine hf and in-process PRMs (off: "
                                              "ttscale applies PRM heads itself)")]
@@ -113,13 +115,15 @@ def _engine(engine: str, model: str | None, base_url: str | None, params: float 
     return load_policy(spec)
 
 
-def _scorer_options(device: str, dtype: str, http_format: str, trust: bool):
+def _scorer_options(device: str, dtype: str, http_format: str, trust: bool,
+                    parameters: float | None = None):
     from ttscale.registry import parse_choice
     from ttscale.rewards import ScorerOptions
 
     parse_choice("PRM format for http", http_format, ("qwen-prm", "math-shepherd"))
     return ScorerOptions(device=device, dtype=dtype, trust_remote_code=trust,
-                         http_format=http_format)
+                         http_format=http_format,
+                         parameters=int(parameters) if parameters else None)
 
 
 def _prompt(kind: str, template: str | None, policy):
@@ -184,6 +188,7 @@ def run(
     prm_device: PrmDeviceOpt = "cpu",
     prm_dtype: PrmDtypeOpt = "auto",
     prm_format: PrmFormatOpt = "qwen-prm",
+    prm_params: PrmParamsOpt = None,
     trust_remote_code: TrustOpt = False,
     step_agg: Annotated[str, typer.Option(help="last, min, mean or prod")] = "last",
     answer_agg: Annotated[str, typer.Option(help="prm_max, prm_vote or majority")
@@ -225,7 +230,8 @@ def run(
         from ttscale.search.context import SearchSettings
 
         scorer = canonical_spec(prm)
-        scorer_options = _scorer_options(prm_device, prm_dtype, prm_format, trust_remote_code)
+        scorer_options = _scorer_options(prm_device, prm_dtype, prm_format, trust_remote_code,
+                                         prm_params)
         settings = SearchSettings(
             temperature=temperature, top_p=top_p, max_step_tokens=max_step_tokens,
             max_depth=max_depth, max_solution_tokens=max_solution_tokens, width=width,
@@ -293,6 +299,7 @@ def solve(
     prm_device: PrmDeviceOpt = "cpu",
     prm_dtype: PrmDtypeOpt = "auto",
     prm_format: PrmFormatOpt = "qwen-prm",
+    prm_params: PrmParamsOpt = None,
     trust_remote_code: TrustOpt = False,
     engine: EngineOpt = "llama.cpp",
     model: ModelOpt = None,
@@ -319,7 +326,8 @@ def solve(
 
         if not problem.strip():
             raise ValueError("the problem text is empty")
-        scorer_options = _scorer_options(prm_device, prm_dtype, prm_format, trust_remote_code)
+        scorer_options = _scorer_options(prm_device, prm_dtype, prm_format, trust_remote_code,
+                                         prm_params)
         check_scorer_spec(prm, scorer_options)
         settings = SearchSettings(width=width, max_step_tokens=max_step_tokens,
                                   max_depth=max_depth, max_solution_tokens=max_step_tokens * 4,
