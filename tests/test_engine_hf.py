@@ -12,13 +12,19 @@ forward pass over the same weights."""
 from __future__ import annotations
 
 import asyncio
-import math
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from policy_contract import (
+    check_continuation,
+    check_max_tokens_ends_with_length,
+    check_stop_string_cuts_the_text,
+    extend,
+    texts,
+)
 from ttscale.engines import EngineSpec, load_policy
 from ttscale.engines.base import CacheClearing, Continuation, NextTokenScoring, Policy
 from ttscale.engines.embedded import EMBEDDED_NAME
@@ -42,33 +48,9 @@ SHORT = "Problem: 7 * 6 = ?\nSolution:"
 GREEDY_TOKENS = 24
 
 
-def extend(engine: HFEngine, prefixes: Sequence[str], n: int = 1, *, stop: Sequence[str] = (),
-           max_tokens: int = 12, temperature: float = 0.8, top_p: float = 1.0,
-           seed: int = 0) -> list[list[Continuation]]:
-    return asyncio.run(engine.extend(prefixes, n, stop, max_tokens, temperature, top_p, seed))
 
 
-def texts(rows: list[list[Continuation]]) -> list[list[str]]:
-    return [[c.text for c in row] for row in rows]
 
-
-def check_continuation(engine: HFEngine, prefix: str, c: Continuation, max_tokens: int) -> None:
-    assert c.prompt_tokens == len(engine.tokenize(prefix))
-    assert 0 <= c.cached_prompt_tokens <= c.prompt_tokens
-    assert 1 <= c.generated_tokens <= max_tokens
-    assert c.token_logprobs is not None and c.token_offsets is not None
-    assert len(c.token_logprobs) == len(c.token_offsets) <= c.generated_tokens
-    if c.finish_reason == "length":
-        assert len(c.token_logprobs) == c.generated_tokens == max_tokens
-    elif c.finish_reason == "eos":  # the end-of-sequence token has no text and no logprob
-        assert len(c.token_logprobs) == c.generated_tokens - 1
-    else:
-        assert c.finish_reason == "stop" and c.stop_string
-    assert all(math.isfinite(lp) and lp <= 0 for lp in c.token_logprobs)
-    offsets = c.token_offsets
-    assert all(a <= b for a, b in zip(offsets, offsets[1:], strict=False))
-    if c.text:
-        assert offsets and offsets[0] == 0 and offsets[-1] < len(c.text)
 
 
 def log_softmax(logits) -> np.ndarray:
@@ -221,19 +203,7 @@ def test_micro_batches_give_the_same_samples_and_honest_prompt_counts(engine: HF
 
 # -- stop strings and lengths ------------------------------------------------------------------
 def test_stop_string_cuts_the_text(engine: HFEngine, greedy: Continuation) -> None:
-    text, offsets = greedy.text, greedy.token_offsets
-    k = len(offsets) // 2
-    stop = text[offsets[k] + 1:offsets[k + 2]]  # starts inside one token, spans the next
-    at = text.find(stop)
-    assert 0 < at and len(stop) >= 2
-    [[c]] = extend(engine, [FEW_SHOT], stop=[stop], max_tokens=GREEDY_TOKENS, temperature=0.0)
-    assert c.text == text[:at]
-    assert c.finish_reason == "stop" and c.stop_string == stop
-    check_continuation(engine, FEW_SHOT, c, GREEDY_TOKENS)
-    kept = sum(o < at for o in offsets)
-    assert c.token_offsets == offsets[:kept]
-    assert c.token_logprobs == pytest.approx(greedy.token_logprobs[:kept], abs=1e-6)
-    assert c.generated_tokens == sum(o < at + len(stop) for o in offsets) > kept
+    check_stop_string_cuts_the_text(engine, FEW_SHOT, greedy, GREEDY_TOKENS, 1e-6)
 
 
 def test_the_earliest_of_several_stop_strings_wins(engine: HFEngine,
@@ -251,10 +221,7 @@ def test_the_earliest_of_several_stop_strings_wins(engine: HFEngine,
 
 
 def test_max_tokens_ends_with_length(engine: HFEngine, greedy: Continuation) -> None:
-    [[c]] = extend(engine, [FEW_SHOT], max_tokens=5, temperature=0.0)
-    assert c.finish_reason == "length" and c.generated_tokens == 5 and c.stop_string is None
-    assert c.text == greedy.text[:greedy.token_offsets[5]]
-    assert c.token_logprobs == pytest.approx(greedy.token_logprobs[:5], abs=1e-6)
+    check_max_tokens_ends_with_length(engine, FEW_SHOT, greedy, 1e-6)
 
 
 # -- next-token scoring ------------------------------------------------------------------------

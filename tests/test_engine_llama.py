@@ -10,12 +10,18 @@ and log-probabilities agree with the engine's (to 1e-4 here; 1e-3 is asserted)."
 from __future__ import annotations
 
 import asyncio
-import math
 from collections.abc import Iterator, Sequence
 
 import numpy as np
 import pytest
 
+from policy_contract import (
+    check_continuation,
+    check_max_tokens_ends_with_length,
+    check_stop_string_cuts_the_text,
+    extend,
+    texts,
+)
 from ttscale.engines.base import Continuation, Policy
 from ttscale.engines.embedded import EMBEDDED_NAME
 from ttscale.engines.llama_cpp import LlamaCppEngine
@@ -33,14 +39,6 @@ GREEDY_TOKENS = 24
 THREADS = 1
 
 
-def extend(engine: LlamaCppEngine, prefixes: Sequence[str], n: int = 1, *,
-           stop: Sequence[str] = (), max_tokens: int = 12, temperature: float = 0.8,
-           top_p: float = 1.0, seed: int = 0) -> list[list[Continuation]]:
-    return asyncio.run(engine.extend(prefixes, n, stop, max_tokens, temperature, top_p, seed))
-
-
-def texts(rows: list[list[Continuation]]) -> list[list[str]]:
-    return [[c.text for c in row] for row in rows]
 
 
 def common_length(a: Sequence[int], b: Sequence[int]) -> int:
@@ -52,26 +50,7 @@ def common_length(a: Sequence[int], b: Sequence[int]) -> int:
     return length
 
 
-def check_continuation(engine: LlamaCppEngine, prefix: str, c: Continuation,
-                       max_tokens: int) -> None:
-    assert c.prompt_tokens == len(engine.tokenize(prefix))
-    assert 0 <= c.cached_prompt_tokens <= c.prompt_tokens
-    assert 1 <= c.generated_tokens <= max_tokens
-    assert c.token_logprobs is not None and c.token_offsets is not None
-    assert len(c.token_logprobs) == len(c.token_offsets) <= c.generated_tokens
-    if c.finish_reason == "length":
-        assert len(c.token_logprobs) == c.generated_tokens == max_tokens
-    elif c.finish_reason == "eos":  # the end-of-sequence token has no text and no logprob
-        assert len(c.token_logprobs) == c.generated_tokens - 1
-    else:
-        assert c.finish_reason == "stop" and c.stop_string
-    assert all(math.isfinite(lp) and lp <= 0 for lp in c.token_logprobs)
-    offsets = c.token_offsets
-    assert all(a <= b for a, b in zip(offsets, offsets[1:], strict=False))
-    if c.text:
-        assert offsets and offsets[0] == 0 and offsets[-1] < len(c.text)
-    else:
-        assert all(o == 0 for o in offsets)
+
 
 
 @pytest.fixture(scope="module")
@@ -201,20 +180,7 @@ def test_greedy_logprobs_match_the_high_level_logits(engine: LlamaCppEngine,
 
 # -- stop strings and lengths ------------------------------------------------------------------
 def test_stop_string_cuts_the_greedy_text(engine: LlamaCppEngine, greedy: Continuation) -> None:
-    text, offsets = greedy.text, greedy.token_offsets
-    k = len(offsets) // 2
-    stop = text[offsets[k] + 1:offsets[k + 2]]  # starts inside one token, spans the next
-    at = text.find(stop)
-    assert 0 < at and len(stop) >= 2
-    [[c]] = extend(engine, [PROMPT], stop=[stop], max_tokens=GREEDY_TOKENS, temperature=0.0)
-    assert c.text == text[:at]
-    assert c.finish_reason == "stop" and c.stop_string == stop
-    check_continuation(engine, PROMPT, c, GREEDY_TOKENS)
-    # kept: the tokens that start before the stop string; generated: up to the one ending it
-    kept = sum(o < at for o in offsets)
-    assert c.token_offsets == offsets[:kept]
-    assert c.token_logprobs == pytest.approx(greedy.token_logprobs[:kept], abs=1e-9)
-    assert c.generated_tokens == sum(o < at + len(stop) for o in offsets) > kept
+    check_stop_string_cuts_the_text(engine, PROMPT, greedy, GREEDY_TOKENS, 1e-9)
 
 
 def test_the_earliest_of_several_stop_strings_wins(engine: LlamaCppEngine,
@@ -244,10 +210,7 @@ def test_absent_stop_string_changes_nothing(engine: LlamaCppEngine, greedy: Cont
 
 
 def test_max_tokens_ends_with_length(engine: LlamaCppEngine, greedy: Continuation) -> None:
-    [[c]] = extend(engine, [PROMPT], max_tokens=5, temperature=0.0)
-    assert c.finish_reason == "length" and c.generated_tokens == 5
-    assert c.text == greedy.text[:greedy.token_offsets[5]]
-    assert c.token_logprobs == pytest.approx(greedy.token_logprobs[:5], abs=1e-9)
+    check_max_tokens_ends_with_length(engine, PROMPT, greedy, 1e-9)
     for row in extend(engine, [PROMPT, OTHER], 3, max_tokens=4, seed=2):
         for c in row:
             assert c.finish_reason in ("length", "eos")
