@@ -23,7 +23,6 @@ import ctypes
 import logging
 import os
 import threading
-import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -37,7 +36,7 @@ from ttscale.engines.base import (
     ThreadedEngine,
 )
 from ttscale.engines.embedded import EMBEDDED_NAME, embedded_model_path
-from ttscale.engines.sampling import sample_rows
+from ttscale.engines.sampling import sample_rng, sample_rows
 from ttscale.errors import ContextLengthError, EngineError, ModelLoadError
 
 logger = logging.getLogger(__name__)
@@ -427,12 +426,11 @@ class LlamaCppEngine(ThreadedEngine):
         first_rows: list[np.ndarray] = []
         for item, slot, entry in zip(wave, item_slots, last_entry, strict=True):
             length = len(token_lists[item.prefix_index])
-            prefix_hash = zlib.crc32(prefixes[item.prefix_index].encode("utf-8"))
             for offset, j in enumerate(item.samples):
                 if offset:
                     lc.llama_memory_seq_cp(memory, slot, slot + offset, -1, -1)
                 samples.append(_Sample(item.prefix_index, j, slot + offset, length,
-                                       np.random.default_rng([seed & 0xFFFFFFFF, prefix_hash, j])))
+                                       sample_rng(seed, prefixes[item.prefix_index], j)))
                 first_rows.append(rows[entry])
         budget = [min(max_tokens, self.n_ctx - s.position - 1) for s in samples]
         stop_bytes = [s.encode("utf-8") for s in stop if s]

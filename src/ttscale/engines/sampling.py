@@ -52,6 +52,6 @@ def _nucleus(probabilities: np.ndarray, top_p: float) -> np.ndarray:
 
 def sample_rng(seed: int, prefix: str, index: int) -> np.random.Generator:
     """The random stream of sample ``index`` of ``prefix``. It depends on these alone, so a
-    sample is the same whatever ``n`` and whatever other prefixes share its call (the same
-    derivation as the llama.cpp engine's, so engines draw alike)."""
+    sample is the same whatever ``n`` and whatever other prefixes share its call; every
+    in-process engine draws from it, so engines draw alike."""
     return np.random.default_rng([seed & 0xFFFFFFFF, zlib.crc32(prefix.encode("utf-8")), index])
