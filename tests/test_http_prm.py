@@ -23,7 +23,7 @@ pytest.importorskip("transformers")
 pytest.importorskip("fastapi")
 pytest.importorskip("uvicorn")
 
-from prm_assets import build_checkpoints  # noqa: E402
+from prm_assets import build_checkpoints, recorded_step_texts  # noqa: E402
 from ttscale.errors import (  # noqa: E402
     ContextLengthError,
     EngineError,
@@ -174,14 +174,10 @@ def test_a_run_scores_through_the_served_prm(servers, in_process, tmp_path):
     assert record["scorer"] == servers["qwen-prm"]
     assert record["ledger"]["scorer_parameters"] == 7_000_000_000
     assert record["ledger"]["scorer_flops"] > 0
-    nodes = {node["id"]: node for node in record["tree"]}
     problem = load_dataset("gsm8k").problems[0].problem
     for candidate in record["candidates"]:
-        texts, node = [], nodes[candidate["node"]]
-        while node["parent"] is not None:
-            texts.append(node["text"])
-            node = nodes[node["parent"]]
-        expected = score(in_process["qwen-prm"], [texts[::-1]], problem=problem).scores[0]
+        texts = recorded_step_texts(record, candidate)
+        expected = score(in_process["qwen-prm"], [texts], problem=problem).scores[0]
         assert candidate["step_scores"] == pytest.approx(expected, abs=1e-5)
 
 

@@ -14,7 +14,7 @@ pytest.importorskip("transformers")
 from safetensors import safe_open  # noqa: E402
 from transformers import AutoModel, AutoModelForCausalLM  # noqa: E402
 
-from prm_assets import build_checkpoints  # noqa: E402
+from prm_assets import build_checkpoints, recorded_step_texts  # noqa: E402
 from ttscale.errors import ConfigError, ModelLoadError  # noqa: E402
 from ttscale.rewards.math_shepherd import MathShepherdPRM, prm_input  # noqa: E402
 from ttscale.rewards.qwen_prm import QwenMathPRM  # noqa: E402
@@ -307,14 +307,9 @@ def test_a_run_scores_every_step_with_the_prm(checkpoints, qwen, tmp_path):
     assert result.exit_code == 0, result.output
     record = json.loads((out / "records.jsonl").read_text().splitlines()[0])
     assert record["scorer"] == f"qwen-prm:{checkpoints['qwen-prm']}"
-    nodes = {node["id"]: node for node in record["tree"]}
     problem = load_dataset("gsm8k").problems[0].problem
     for candidate in record["candidates"]:
-        texts, node = [], nodes[candidate["node"]]
-        while node["parent"] is not None:
-            texts.append(node["text"])
-            node = nodes[node["parent"]]
-        texts.reverse()
+        texts = recorded_step_texts(record, candidate)
         assert candidate["step_scores"] == pytest.approx(
             score(qwen, problem, [texts])[0], abs=1e-5)
     ledger = record["ledger"]
