@@ -47,6 +47,7 @@ class ExtendCall:
     temperature: float
     top_p: float
     seed: int
+    first_sample: int = 0
     replies: list[list[Continuation]] = field(default_factory=list)
 
     @property
@@ -82,14 +83,16 @@ class ScriptedPolicy:
         temperature: float,
         top_p: float,
         seed: int,
+        first_sample: int = 0,
     ) -> list[list[Continuation]]:
-        validate_extend_args(prefixes, n, max_tokens, temperature, top_p)
-        call = ExtendCall(tuple(prefixes), n, tuple(stop), max_tokens, temperature, top_p, seed)
+        validate_extend_args(prefixes, n, max_tokens, temperature, top_p, first_sample)
+        call = ExtendCall(tuple(prefixes), n, tuple(stop), max_tokens, temperature, top_p, seed,
+                          first_sample)
         self.calls.append(call)
         for prefix in prefixes:
             call.replies.append([
                 self._continue(prefix, *self.respond(prefix, j, call.stop), call.stop, max_tokens)
-                for j in range(n)
+                for j in range(first_sample, first_sample + n)
             ])
         return call.replies
 

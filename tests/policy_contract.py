@@ -1,11 +1,12 @@
 """Checks every in-process policy engine must pass the same way (llama.cpp, hf): the shape of
-a continuation, and how stop strings and ``max_tokens`` cut it."""
+a continuation, how stop strings and ``max_tokens`` cut it, and which samples
+``first_sample`` picks (a check the HTTP engine passes too)."""
 
 from __future__ import annotations
 
 import asyncio
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import pytest
 
@@ -14,8 +15,9 @@ from ttscale.engines.base import Continuation
 
 def extend(engine, prefixes: Sequence[str], n: int = 1, *, stop: Sequence[str] = (),
            max_tokens: int = 12, temperature: float = 0.8, top_p: float = 1.0,
-           seed: int = 0) -> list[list[Continuation]]:
-    return asyncio.run(engine.extend(prefixes, n, stop, max_tokens, temperature, top_p, seed))
+           seed: int = 0, first_sample: int = 0) -> list[list[Continuation]]:
+    return asyncio.run(engine.extend(prefixes, n, stop, max_tokens, temperature, top_p, seed,
+                                     first_sample=first_sample))
 
 
 def texts(rows: list[list[Continuation]]) -> list[list[str]]:
@@ -68,3 +70,26 @@ def check_max_tokens_ends_with_length(engine, prompt: str, greedy: Continuation,
     assert c.finish_reason == "length" and c.generated_tokens == 5 and c.stop_string is None
     assert c.text == greedy.text[:greedy.token_offsets[5]]
     assert c.token_logprobs == pytest.approx(greedy.token_logprobs[:5], abs=tolerance)
+
+
+def check_first_sample_picks_the_later_samples(
+        engine, prefixes: Sequence[str], *, max_tokens: int = 8, seed: int = 5,
+        extend_with: Callable[..., list[list[Continuation]]] = extend) -> None:
+    """Samples ``first_sample`` onwards of each prefix are the tail of a bigger call, so a
+    caller holding the first samples can draw only the next ones; greedy ignores the index.
+    ``extend_with(engine, prefixes, n, **settings)`` runs one call."""
+    def run(n: int, **settings) -> list[list[Continuation]]:
+        return extend_with(engine, list(prefixes), n, max_tokens=max_tokens, **settings)
+
+    whole = run(5, temperature=0.8, seed=seed)
+    assert all(len(set(row)) > 1 for row in texts(whole))  # the samples differ
+    tail = run(2, temperature=0.8, seed=seed, first_sample=3)
+    assert texts(tail) == [row[3:] for row in texts(whole)]
+    assert [[c.finish_reason for c in row] for row in tail] == [
+        [c.finish_reason for c in row[3:]] for row in whole]
+    assert texts(tail) != [row[:2] for row in texts(whole)]  # not the first samples again
+    greedy = texts(run(1, temperature=0.0, seed=seed))
+    assert texts(run(2, temperature=0.0, seed=seed, first_sample=4)) == [
+        row * 2 for row in greedy]
+    with pytest.raises(ValueError, match="first_sample.*-1"):
+        run(1, temperature=0.8, seed=seed, first_sample=-1)

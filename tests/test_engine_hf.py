@@ -20,6 +20,7 @@ import pytest
 
 from policy_contract import (
     check_continuation,
+    check_first_sample_picks_the_later_samples,
     check_max_tokens_ends_with_length,
     check_stop_string_cuts_the_text,
     extend,
@@ -171,6 +172,10 @@ def test_seeded_sampling_is_reproducible_and_first_samples_do_not_depend_on_n(
     assert texts(four)[0][:2] == texts(two)[0]
     assert len(set(texts(four)[0])) > 1  # the samples of one prefix differ from each other
     assert texts(extend(engine, [PROMPT], 4, seed=4)) != texts(four)
+
+
+def test_first_sample_picks_the_later_samples(engine: HFEngine) -> None:
+    check_first_sample_picks_the_later_samples(engine, [PROMPT, OTHER])
 
 
 def test_batched_prefixes_of_different_lengths_match_one_by_one(engine: HFEngine) -> None:

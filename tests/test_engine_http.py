@@ -28,6 +28,7 @@ from pathlib import Path
 
 import pytest
 
+from policy_contract import check_first_sample_picks_the_later_samples
 from ttscale.engines.base import Continuation, Policy
 from ttscale.engines.openai_http import (
     OpenAICompletionsEngine,
@@ -215,6 +216,25 @@ def test_seeded_sampling_is_reproducible_and_prefix_stable(server_url: str) -> N
     assert sample(2) == three[:2]
     # distinct per-sample seeds: three samples at temperature 0.8 are not all the same text
     assert len(set(three)) > 1
+
+
+def test_first_sample_picks_the_later_samples(engine: OpenAICompletionsEngine) -> None:
+    check_first_sample_picks_the_later_samples(
+        engine, ["Once upon a time", "The three largest cities of France are Paris,"],
+        extend_with=_extend)
+
+
+def test_first_sample_offsets_the_server_seeds() -> None:
+    engine = OpenAICompletionsEngine("http://x:1/v1", model="m", parameters=5)
+    seeds: list[tuple[str, int]] = []
+
+    async def one(prefix, stops, max_tokens, temperature, top_p, seed):
+        seeds.append((prefix, seed))
+        return Continuation("", "eos", 1, 0, 1)
+
+    engine._one = one  # type: ignore[method-assign]
+    _extend(engine, ["b", "a"], n=2, first_sample=3, seed=9)
+    assert sorted(seeds) == sorted((p, sample_seed(9, j, p)) for p in "ab" for j in (3, 4))
 
 
 def test_model_discovered_from_server(server_url: str) -> None:

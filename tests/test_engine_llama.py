@@ -17,6 +17,7 @@ import pytest
 
 from policy_contract import (
     check_continuation,
+    check_first_sample_picks_the_later_samples,
     check_max_tokens_ends_with_length,
     check_stop_string_cuts_the_text,
     extend,
@@ -108,6 +109,10 @@ def test_first_samples_do_not_depend_on_n(engine: LlamaCppEngine) -> None:
     two = texts(extend(engine, [PROMPT], 2, seed=3))[0]
     assert four[:2] == two
     assert len(set(four)) > 1  # the samples of one prefix differ from each other
+
+
+def test_first_sample_picks_the_later_samples(engine: LlamaCppEngine) -> None:
+    check_first_sample_picks_the_later_samples(engine, [PROMPT, OTHER])
 
 
 def test_another_seed_gives_other_samples(engine: LlamaCppEngine) -> None:

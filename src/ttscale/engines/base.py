@@ -66,26 +66,34 @@ class Policy(Protocol):
         temperature: float,
         top_p: float,
         seed: int,
+        first_sample: int = 0,
     ) -> list[list[Continuation]]:
-        """Return ``n`` continuations for each prefix, in order.
+        """Return ``n`` continuations for each prefix, in order: samples ``first_sample`` to
+        ``first_sample + n - 1`` of it.
 
-        Continuation ``j`` of a prefix is drawn from a random stream determined by
+        Sample ``j`` of a prefix is drawn from a random stream determined by
         ``(seed, prefix, j)`` alone where the backend allows, so the first ``k`` samples of a
-        call with ``n > k`` equal those of a call with ``n = k``. ``temperature == 0`` means
-        greedy decoding. Text stops before the first stop string (which is not included)."""
+        call with ``n > k`` equal those of a call with ``n = k``, and a call with
+        ``first_sample=k`` returns what follows them: a caller holding ``k`` samples of a
+        prefix draws only the next ones. ``temperature == 0`` means greedy decoding (the same
+        text whatever the sample index). Text stops before the first stop string (which is not
+        included)."""
         ...
 
     async def close(self) -> None: ...
 
 
 def validate_extend_args(
-    prefixes: Sequence[str], n: int, max_tokens: int, temperature: float, top_p: float
+    prefixes: Sequence[str], n: int, max_tokens: int, temperature: float, top_p: float,
+    first_sample: int = 0,
 ) -> None:
     """Shared argument checks for engines, so every backend rejects the same bad calls."""
     if isinstance(prefixes, str):
         raise TypeError("prefixes must be a list of strings, not one string")
     if n < 1:
         raise ValueError(f"n must be at least 1, got {n}")
+    if first_sample < 0:
+        raise ValueError(f"first_sample must be >= 0, got {first_sample}")
     if max_tokens < 1:
         raise ValueError(f"max_tokens must be at least 1, got {max_tokens}")
     if temperature < 0:
@@ -108,12 +116,13 @@ class ThreadedEngine:
         temperature: float,
         top_p: float,
         seed: int,
+        first_sample: int = 0,
     ) -> list[list[Continuation]]:
-        validate_extend_args(prefixes, n, max_tokens, temperature, top_p)
+        validate_extend_args(prefixes, n, max_tokens, temperature, top_p, first_sample)
         if not prefixes:
             return []
         return await asyncio.to_thread(self.extend_sync, list(prefixes), n, list(stop),
-                                       max_tokens, temperature, top_p, seed)
+                                       max_tokens, temperature, top_p, seed, first_sample)
 
     async def next_token_logprobs(
         self, prefixes: Sequence[str], candidates: Sequence[str]
@@ -126,7 +135,8 @@ class ThreadedEngine:
                                        list(candidates))
 
     def extend_sync(self, prefixes: list[str], n: int, stop: list[str], max_tokens: int,
-                    temperature: float, top_p: float, seed: int) -> list[list[Continuation]]:
+                    temperature: float, top_p: float, seed: int,
+                    first_sample: int = 0) -> list[list[Continuation]]:
         raise NotImplementedError
 
     def next_token_logprobs_sync(self, prefixes: list[str],

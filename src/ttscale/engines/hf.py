@@ -226,6 +226,7 @@ class HFEngine(ThreadedEngine):
         temperature: float,
         top_p: float,
         seed: int,
+        first_sample: int = 0,
     ) -> list[list[Continuation]]:
         stops = [s for s in stop if s]
         results: list[list[Continuation | None]] = [[None] * n for _ in prefixes]
@@ -235,7 +236,8 @@ class HFEngine(ThreadedEngine):
             token_lists = [self.tokenize(p) for p in prefixes]
             self._check_prefixes(token_lists)
             for start in range(0, len(rows), self.max_batch):
-                samples = [self._new_sample(prefixes[i], token_lists[i], i, j, seed, max_tokens)
+                samples = [self._new_sample(prefixes[i], token_lists[i], i, j, seed, max_tokens,
+                                            first_sample)
                            for i, j in rows[start:start + self.max_batch]]
                 self._run(samples, token_lists, stops, temperature, top_p)
                 seen: set[int] = set()
@@ -249,12 +251,14 @@ class HFEngine(ThreadedEngine):
         return [[c for c in row if c is not None] for row in results]
 
     def _new_sample(self, prefix: str, tokens: list[int], i: int, j: int, seed: int,
-                    max_tokens: int) -> _Sample:
+                    max_tokens: int, first_sample: int) -> _Sample:
         budget = max_tokens
         if self.context_length:
             budget = min(budget, self.context_length - len(tokens))
         context = tokens[-DETOKENIZE_CONTEXT:]
-        return _Sample(i, j, sample_rng(seed, prefix, j), budget, list(context), len(context))
+        # j indexes this call's results; the stream is the prefix's sample first_sample + j
+        rng = sample_rng(seed, prefix, first_sample + j)
+        return _Sample(i, j, rng, budget, list(context), len(context))
 
     def _run(self, samples: list[_Sample], token_lists: list[list[int]], stops: list[str],
              temperature: float, top_p: float) -> None:

@@ -261,11 +261,12 @@ class LlamaCppEngine(ThreadedEngine):
         temperature: float,
         top_p: float,
         seed: int,
+        first_sample: int = 0,
     ) -> list[list[Continuation]]:
         with self._lock:
             try:
                 return self._extend_locked(prefixes, n, stop, max_tokens, temperature, top_p,
-                                           seed)
+                                           seed, first_sample)
             except BaseException:
                 # a failed call may leave partial sequences behind: start clean next time
                 self._lc.llama_memory_clear(self._memory, True)
@@ -287,14 +288,15 @@ class LlamaCppEngine(ThreadedEngine):
         shared_length = min(_common_prefix_length(token_lists), shortest - 1)
         return token_lists, shared_length
 
-    def _extend_locked(self, prefixes, n, stop, max_tokens, temperature, top_p, seed):
+    def _extend_locked(self, prefixes, n, stop, max_tokens, temperature, top_p, seed,
+                       first_sample):
         token_lists, shared_length = self._tokenize_prefixes(prefixes, room=2)
         reused = self._sync_shared(token_lists[0][:shared_length])
         fresh_shared = shared_length - reused  # computed now, charged to the first continuation
         results: list[list[Continuation | None]] = [[None] * n for _ in prefixes]
         for wave in self._plan_waves(token_lists, n, shared_length, max_tokens):
             self._run_wave(wave, token_lists, results, shared_length, fresh_shared, n, stop,
-                           max_tokens, temperature, top_p, seed, prefixes)
+                           max_tokens, temperature, top_p, seed, prefixes, first_sample)
             fresh_shared = 0
         return [[c for c in row if c is not None] for row in results]
 
@@ -406,7 +408,7 @@ class LlamaCppEngine(ThreadedEngine):
         return waves
 
     def _run_wave(self, wave, token_lists, results, shared_length, fresh_shared, n, stop,
-                  max_tokens, temperature, top_p, seed, prefixes) -> None:
+                  max_tokens, temperature, top_p, seed, prefixes, first_sample) -> None:
         lc, memory = self._lc, self._memory
         next_slot = 1
         entries: list[tuple[int, int, int, bool]] = []
@@ -429,8 +431,9 @@ class LlamaCppEngine(ThreadedEngine):
             for offset, j in enumerate(item.samples):
                 if offset:
                     lc.llama_memory_seq_cp(memory, slot, slot + offset, -1, -1)
-                samples.append(_Sample(item.prefix_index, j, slot + offset, length,
-                                       sample_rng(seed, prefixes[item.prefix_index], j)))
+                # j indexes this call's results; the stream is the prefix's sample first_sample+j
+                rng = sample_rng(seed, prefixes[item.prefix_index], first_sample + j)
+                samples.append(_Sample(item.prefix_index, j, slot + offset, length, rng))
                 first_rows.append(rows[entry])
         budget = [min(max_tokens, self.n_ctx - s.position - 1) for s in samples]
         stop_bytes = [s.encode("utf-8") for s in stop if s]

@@ -480,8 +480,9 @@ class OpenAICompletionsEngine:
         temperature: float,
         top_p: float,
         seed: int,
+        first_sample: int = 0,
     ) -> list[list[Continuation]]:
-        validate_extend_args(prefixes, n, max_tokens, temperature, top_p)
+        validate_extend_args(prefixes, n, max_tokens, temperature, top_p, first_sample)
         if isinstance(stop, str):
             raise TypeError("stop must be a list of strings, not one string")
         stops = [s for s in (stop or ()) if s]
@@ -494,7 +495,7 @@ class OpenAICompletionsEngine:
         results = await asyncio.gather(
             *(
                 self._one(prefixes[i], stops, max_tokens, temperature, top_p,
-                          sample_seed(seed, j, prefixes[i]))
+                          sample_seed(seed, first_sample + j, prefixes[i]))
                 for i, j in jobs
             )
         )

@@ -14,12 +14,16 @@ from ttscale.steps import Step
 
 
 async def sample_solutions(
-    ctx: SearchContext, n: int, temperature: float | None = None
+    ctx: SearchContext, n: int, temperature: float | None = None, first_sample: int = 0
 ) -> list[Candidate]:
-    """N whole solutions from the root, each stored in the tree as a chain of step nodes."""
+    """N whole solutions from the root, each stored in the tree as a chain of step nodes.
+
+    They are samples ``first_sample`` to ``first_sample + n - 1`` of the root, so a caller
+    holding the first ``k`` solutions draws the next ones with ``first_sample=k``."""
     settings = ctx.settings
     [continuations] = await ctx.extend(
-        [ctx.prompt], n, settings.end_stops, settings.max_solution_tokens, temperature
+        [ctx.prompt], n, settings.end_stops, settings.max_solution_tokens, temperature,
+        first_sample=first_sample,
     )
     tree = ctx.tree
     leaves = []

@@ -88,12 +88,13 @@ class SearchContext:
         max_tokens: int,
         temperature: float | None = None,
         seed_offset: int = 0,
+        first_sample: int = 0,
     ) -> list[list[Continuation]]:
         settings = self.settings
         results = await self.policy.extend(
             list(prefixes), n, list(stop), max_tokens,
             settings.temperature if temperature is None else temperature,
-            settings.top_p, settings.seed + seed_offset,
+            settings.top_p, settings.seed + seed_offset, first_sample=first_sample,
         )
         tokens = TokenCount.total(
             TokenCount(c.prompt_tokens, c.cached_prompt_tokens, c.generated_tokens)
