@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from ttscale.engines.base import Continuation
@@ -66,37 +67,78 @@ def _expansion_counts(group: _Group) -> list[tuple[Node, int]]:
 
 
 async def _expand_round(
-    ctx: SearchContext, groups: list[_Group], depth: int, last_round: bool
+    ctx: SearchContext, groups: list[_Group], depth: int, last_round: bool,
+    reuse: Sequence[Candidate] = (),
 ) -> list[Node]:
     """Generate one step for every planned expansion of every live group; return new nodes.
 
     Identical prefixes (two beams that wrote the same steps) are merged into one request for
     their summed samples, so they share a prefix computation and still draw distinct samples.
-    Requests with the same sample count go out as one batched engine call."""
+    Requests with the same sample count go out as one batched engine call. In the first
+    round, the first steps of ``reuse`` (whole solutions already sampled from the root, the
+    first samples of its streams) stand for that many of the root's samples."""
     settings = ctx.settings
     by_prefix: dict[str, list[tuple[_Group, Node, int]]] = defaultdict(list)
     for group in groups:
         for node, count in _expansion_counts(group):
             by_prefix[ctx.prefix(ctx.tree.steps(node))].append((group, node, count))
-    by_total: dict[int, list[str]] = defaultdict(list)
-    for prefix, plans in by_prefix.items():
-        by_total[sum(count for _, _, count in plans)].append(prefix)
     stop = settings.end_stops if last_round else settings.step_stops
     max_tokens = settings.max_solution_tokens if last_round else settings.max_step_tokens
+    reused: dict[str, list[Continuation]] = {}
+    if depth == 1 and reuse and ctx.prompt in by_prefix:
+        total = sum(count for _, _, count in by_prefix[ctx.prompt])
+        reused[ctx.prompt] = _first_steps(reuse, settings, last_round)[:total]
+    by_total: dict[int, list[str]] = defaultdict(list)
+    for prefix, plans in by_prefix.items():
+        fresh = sum(count for _, _, count in plans) - len(reused.get(prefix, ()))
+        if fresh > 0:
+            by_total[fresh].append(prefix)
     totals = sorted(by_total)
+    # the root's fresh samples continue its streams after every reused solution's
+    first = len(reuse) if reused else 0
     replies = await asyncio.gather(*(
-        ctx.extend(by_total[total], total, stop, max_tokens, seed_offset=depth)
+        ctx.extend(by_total[total], total, stop, max_tokens, seed_offset=depth - 1,
+                   first_sample=first if ctx.prompt in by_total[total] and reused else 0)
         for total in totals
     ))
-    children = []
+    continuations_of = {prefix: list(reused.get(prefix, ())) for prefix in by_prefix}
     for total, reply in zip(totals, replies, strict=True):
         for prefix, continuations in zip(by_total[total], reply, strict=True):
-            taken = 0
-            for group, node, count in by_prefix[prefix]:
-                for continuation in continuations[taken: taken + count]:
-                    children.append(_add_child(ctx, group, node, continuation, last_round))
-                taken += count
+            continuations_of[prefix] += continuations
+    children = []
+    for prefix, plans in by_prefix.items():
+        continuations = continuations_of[prefix]
+        taken = 0
+        for group, node, count in plans:
+            for continuation in continuations[taken: taken + count]:
+                children.append(_add_child(ctx, group, node, continuation, last_round))
+            taken += count
     return children
+
+
+def _first_steps(solutions: Sequence[Candidate], settings, last_round: bool
+                 ) -> list[Continuation]:
+    """Sampled whole solutions as the first-step samples they begin with: a solution of one
+    step ended where it stopped; a longer one's first step ended at the step delimiter. Already
+    paid for, so they charge no tokens again."""
+    steps = []
+    for solution in solutions:
+        if not solution.steps:
+            continue  # an empty sample has no first step to offer; a fresh one is drawn
+        parts = solution.steps if last_round else solution.steps[:1]
+        whole = last_round or len(solution.steps) == 1
+        logprobs = [s.token_logprobs for s in parts]
+        end = settings.end_stops[0] if settings.end_stops else None
+        steps.append(Continuation(
+            text=settings.delimiter.join(s.text for s in parts),
+            finish_reason=solution.finish_reason if whole else "stop",
+            prompt_tokens=0, cached_prompt_tokens=0,
+            generated_tokens=sum(s.generated_tokens for s in parts),
+            token_logprobs=None if any(lp is None for lp in logprobs) else tuple(
+                value for lp in logprobs for value in lp),  # type: ignore[union-attr]
+            stop_string=(end if whole and solution.finish_reason == "stop"
+                         else None if whole else settings.delimiter)))
+    return steps
 
 
 def _add_child(
@@ -118,9 +160,11 @@ def _add_child(
 
 
 async def grouped_beam_search(
-    ctx: SearchContext, groups: int, keep: int, width: int
+    ctx: SearchContext, groups: int, keep: int, width: int, reuse: Sequence[Candidate] = ()
 ) -> list[Candidate]:
-    """Run ``groups`` independent beam searches in lockstep; return each group's candidates."""
+    """Run ``groups`` independent beam searches in lockstep; return each group's candidates.
+    ``reuse``: whole solutions already sampled from the root, whose first steps join the
+    first round (see :func:`_expand_round`)."""
     settings = ctx.settings
     # every group starts at the root: its first round samples its N (or M) first steps
     state = [_Group(g, keep, width, [ctx.tree.root]) for g in range(groups)]
@@ -129,7 +173,7 @@ async def grouped_beam_search(
         depth += 1
         last_round = depth == settings.max_depth
         live = [g for g in state if not g.done]
-        children = await _expand_round(ctx, live, depth, last_round)
+        children = await _expand_round(ctx, live, depth, last_round, reuse)
         if ctx.scorer is not None:
             paths = [ctx.tree.steps(child) for child in children]
             scores = await ctx.score(paths)
