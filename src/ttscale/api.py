@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass
+from pathlib import Path
 
 from ttscale.compute import Ledger
 from ttscale.datasets import Problem
 from ttscale.engines import EngineSpec, load_policy
 from ttscale.engines.base import Policy
 from ttscale.evaluation import choose
+from ttscale.planner.auto import AUTO, auto_search
+from ttscale.planner.plan import Plan, load_plan, prior_plan
 from ttscale.prompts import PromptFormat
-from ttscale.rewards import load_scorer
+from ttscale.rewards import canonical_spec, load_scorer
 from ttscale.rewards.base import Scorer
 from ttscale.search import get_method
 from ttscale.search.context import SearchContext, SearchSettings
@@ -26,6 +29,7 @@ class SolveResult:
     n: int
     candidates: int
     ledger: dict
+    plan: dict | None = None  # method="auto": what the planner chose and why
 
 
 async def solve_async(
@@ -37,26 +41,42 @@ async def solve_async(
     scorer: Scorer | str | None = "confidence",
     settings: SearchSettings | None = None,
     prompt: PromptFormat | None = None,
+    plan: Plan | str | Path | None = None,
 ) -> SolveResult:
-    spec = get_method(method)
+    auto = method == AUTO
+    uses_scorer = True if auto else get_method(method).uses_scorer
+    scorer_spec = canonical_spec(scorer) if isinstance(scorer, str) else getattr(
+        scorer, "name", None)
     scorer_obj = load_scorer(scorer, policy=policy) if isinstance(scorer, str) else scorer
+    if auto and scorer_obj is None:
+        raise ValueError('method="auto" chooses among scored searches; give a scorer')
     prompt = prompt or PromptFormat()
     settings = prompt.apply(settings or SearchSettings())
     ctx = SearchContext(
         problem=problem, prompt=prompt.render(problem), policy=policy,
-        scorer=scorer_obj if spec.uses_scorer else None, settings=settings,
+        scorer=scorer_obj if uses_scorer else None, settings=settings,
         ledger=Ledger(policy.info.parameters, getattr(scorer_obj, "parameters", None)))
-    result = await spec.run(ctx, n)
+    decision = None
+    if auto:
+        if plan is None:
+            plan = prior_plan(policy.info.parameters, policy.info.name, scorer_spec,
+                              settings.width)
+        elif not isinstance(plan, Plan):
+            plan = load_plan(Path(plan))
+        result, decision = await auto_search(ctx, n, plan, scorer_spec=scorer_spec)
+    else:
+        result = await get_method(method).run(ctx, n)
     selection, scores = choose(result.candidates, settings.step_aggregation,
                                settings.answer_aggregation)
     if selection.index is None:
-        return SolveResult(None, (), None, method, n, 0, ctx.ledger.to_dict())
+        return SolveResult(None, (), None, method, n, 0, ctx.ledger.to_dict(), decision)
     chosen = result.candidates[selection.index]
     return SolveResult(
         answer=selection.answer,
         steps=tuple(s.text for s in chosen.steps),
         score=scores[selection.index] if chosen.step_scores is not None else None,
-        method=method, n=n, candidates=len(result.candidates), ledger=ctx.ledger.to_dict())
+        method=method, n=n, candidates=len(result.candidates), ledger=ctx.ledger.to_dict(),
+        plan=decision)
 
 
 def solve(
@@ -68,16 +88,20 @@ def solve(
     engine: EngineSpec | Policy | None = None,
     settings: SearchSettings | None = None,
     prompt: PromptFormat | None = None,
+    plan: Plan | str | Path | None = None,
 ) -> SolveResult:
     """Solve one problem with test-time scaling and return the best answer and its steps.
 
     ``engine`` is a loaded policy or an ``EngineSpec`` (default: the embedded SmolLM2-135M on
-    llama.cpp)."""
+    llama.cpp). ``method="auto"`` lets the planner choose per problem, within the budget
+    ``n``: it follows ``plan`` (a ``Plan`` or a plan file from ``ttscale plan calibrate``) or,
+    without one, the paper's prior rules for the policy's size; ``SolveResult.plan`` says
+    what it chose and why."""
     if not problem or not problem.strip():
         raise ValueError("the problem text is empty")
     policy = engine if isinstance(engine, Policy) else load_policy(engine or EngineSpec())
     return asyncio.run(solve_async(problem, policy=policy, method=method, n=n, scorer=scorer,
-                                   settings=settings, prompt=prompt))
+                                   settings=settings, prompt=prompt, plan=plan))
 
 
 __all__ = ["Problem", "SolveResult", "solve", "solve_async"]

@@ -5,15 +5,42 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
-import logging
 import sys
 from dataclasses import asdict
 from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 
+from ttscale.cli_common import (
+    BaseUrlOpt,
+    DeviceOpt,
+    DtypeOpt,
+    EngineOpt,
+    MethodBudgetsOpt,
+    ModelOpt,
+    ParamsOpt,
+    PrmDeviceOpt,
+    PrmDtypeOpt,
+    PrmFormatOpt,
+    PrmOpt,
+    PrmParamsOpt,
+    PromptOpt,
+    TemplateOpt,
+    ThreadsOpt,
+    TrustOpt,
+    console,
+    fail,
+    load_engine,
+    out,
+    parse_csv,
+    parse_ints,
+    parse_method_budgets,
+    prompt_format,
+    scorer_options,
+    setup_logging,
+    unescape,
+)
 from ttscale.errors import TTScaleError
 
 app = typer.Typer(
@@ -22,119 +49,6 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
 )
-console = Console(stderr=True)
-out = Console()
-
-
-def _fail(message: str) -> None:
-    console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
-    raise typer.Exit(2)
-
-
-def _setup_logging(verbose: bool) -> None:
-    from rich.logging import RichHandler
-
-    logging.basicConfig(level=logging.DEBUG if verbose else logging.WARNING, format="%(message)s",
-                        handlers=[RichHandler(console=console, show_path=False)], force=True)
-
-
-def _csv(value: str, kind: str) -> tuple[str, ...]:
-    items = tuple(v.strip() for v in value.split(",") if v.strip())
-    if not items:
-        _fail(f"{kind} is empty; give a comma-separated list")
-    return items
-
-
-def _ints(value: str, kind: str) -> tuple[int, ...]:
-    try:
-        return tuple(int(v) for v in _csv(value, kind))
-    except ValueError:
-        _fail(f"{kind} must be comma-separated integers, got {value!r}")
-    raise AssertionError  # unreachable
-
-
-def _unescape(text: str | None) -> str | None:
-    return None if text is None else text.encode("utf-8").decode("unicode_escape")
-
-
-# Options shared by run, demo and solve ----------------------------------------------------
-EngineOpt = Annotated[str, typer.Option(help="llama.cpp (in-process, default), hf "
-                                             "(transformers, in-process; extra hf) or openai "
-                                             "(any OpenAI-compatible server: vLLM, SGLang, "
-                                             "llama-server, Ollama)")]
-ModelOpt = Annotated[str | None, typer.Option(
-    help="GGUF path for llama.cpp (default: the embedded SmolLM2-135M), a model folder, "
-         ".gguf file or hub name for --engine hf, or the served model name for --engine "
-         "openai (default: the one the server lists)")]
-DeviceOpt = Annotated[str, typer.Option(help="--engine hf device: cpu, cuda, cuda:N")]
-DtypeOpt = Annotated[str, typer.Option(help="--engine hf weights: auto (bf16 on GPU, fp32 on "
-                                            "CPU), float32, bfloat16, float16")]
-BaseUrlOpt = Annotated[str | None, typer.Option(help="server URL for --engine openai, e.g. "
-                                                     "http://127.0.0.1:8000/v1")]
-ParamsOpt = Annotated[float | None, typer.Option(
-    "--params", help="policy parameter count for FLOPs, when the server does not say (7e9)")]
-PromptOpt = Annotated[str, typer.Option(help="fewshot (plain few-shot, for small models) or "
-                                             "chat (the paper's system prompt + chat template)")]
-TemplateOpt = Annotated[str | None, typer.Option(
-    help="chat template: chatml, llama3 or a .jinja file (default: the model's own)")]
-
-
-PrmOpt = Annotated[str, typer.Option(
-    "--prm", "--scorer",
-    help="step scorer: self (policy confidence), arith (exact arithmetic checker), agreement, "
-         "judge (the policy as a judge), FORMAT:PATH for a PRM checkpoint (qwen-prm, "
-         "math-shepherd, rlhflow, skywork), http://HOST:PORT for a served PRM, or none. "
-         "`ttscale prms` lists them")]
-PrmDeviceOpt = Annotated[str, typer.Option(help="device of an in-process PRM: cpu, cuda, "
-                                                "cuda:N")]
-PrmDtypeOpt = Annotated[str, typer.Option(help="PRM weights: auto (bf16 on GPU, fp32 on CPU), "
-                                               "float32, bfloat16, float16")]
-PrmFormatOpt = Annotated[str, typer.Option(help="input format of a PRM behind --prm http://...: "
-                                                "qwen-prm or math-shepherd")]
-PrmParamsOpt = Annotated[float | None, typer.Option(
-    "--prm-params", help="parameter count of a PRM behind --prm http://..., for FLOPs (7e9)")]
-TrustOpt = Annotated[bool, typer.Option(help="let transformers run a checkpoint's own Python "
-                                             "code, for --engine hf and in-process PRMs (off: "
-                                             "ttscale applies PRM heads itself)")]
-
-
-ThreadsOpt = Annotated[int | None, typer.Option(
-    help="llama.cpp CPU threads (default: all cores; use fewer when other jobs share the "
-         "machine: llama.cpp's threads busy-wait and slow down badly when a core is taken)")]
-
-
-def _engine(engine: str, model: str | None, base_url: str | None, params: float | None,
-            n_ctx: int = 32768, threads: int | None = None, device: str = "cpu",
-            dtype: str = "auto", trust_remote_code: bool = False):
-    from ttscale.engines import EngineSpec, load_policy
-
-    spec = EngineSpec(kind=engine, model=model, base_url=base_url,
-                      parameters=int(params) if params else None, n_ctx=n_ctx,
-                      n_threads=threads, device=device, dtype=dtype,
-                      trust_remote_code=trust_remote_code)
-    return load_policy(spec)
-
-
-def _scorer_options(device: str, dtype: str, http_format: str, trust: bool,
-                    parameters: float | None = None):
-    from ttscale.registry import parse_choice
-    from ttscale.rewards import ScorerOptions
-
-    parse_choice("PRM format for http", http_format, ("qwen-prm", "math-shepherd"))
-    return ScorerOptions(device=device, dtype=dtype, trust_remote_code=trust,
-                         http_format=http_format,
-                         parameters=int(parameters) if parameters else None)
-
-
-def _prompt(kind: str, template: str | None, policy):
-    from ttscale.prompts import PromptFormat, resolve_chat_template
-
-    chat_template = None
-    if kind == "chat":
-        chat_template = resolve_chat_template(template, policy.info.chat_template)
-    return PromptFormat(kind=kind, chat_template=chat_template)
-
-
 def _default_run_dir(config, policy) -> Path:
     """Runs of the same command land in the same folder, so rerunning it resumes."""
     identity = json.dumps({"config": asdict(config), "model": policy.info.name},
@@ -143,7 +57,7 @@ def _default_run_dir(config, policy) -> Path:
     return Path("runs") / f"{config.dataset.name}-{'-'.join(config.methods)}-{digest}"
 
 
-def _run_with_progress(config, policy, scorer, run_dir, prompt):
+def _run_with_progress(config, policy, scorer, run_dir, prompt, plan=None):
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
 
     from ttscale.runner import run
@@ -156,7 +70,8 @@ def _run_with_progress(config, policy, scorer, run_dir, prompt):
         def advance(done: int, total: int) -> None:
             progress.update(task, completed=done, total=total)
 
-        return asyncio.run(run(config, policy, scorer, run_dir, prompt, on_problem_done=advance))
+        return asyncio.run(run(config, policy, scorer, run_dir, prompt, on_problem_done=advance,
+                               plan=plan))
 
 
 def _print_summary(outcome, config, title: str) -> None:
@@ -180,9 +95,14 @@ def run(
                                               "JSONL file with problem and answer fields")
                        ] = "gsm8k",
     method: Annotated[str, typer.Option(help="comma-separated: greedy, majority, bon, beam, "
-                                             "dvts")] = "bon",
-    n: Annotated[str, typer.Option("--n", help="budgets N (generated paths), e.g. 4,16,64")
-                 ] = "4",
+                                             "dvts, auto (the planner: see --plan)")] = "bon",
+    n: Annotated[str, typer.Option("--n", "--budget",
+                                   help="budgets N (generated paths), e.g. 4,16,64")] = "4",
+    method_n: MethodBudgetsOpt = None,
+    plan: Annotated[Path | None, typer.Option(
+        help="plan file for --method auto (from `ttscale plan calibrate`); without one, auto "
+             "follows the paper's prior rules for the policy's size (`ttscale plan prior`)")
+                    ] = None,
     width: Annotated[int, typer.Option(help="beam width M for beam and dvts")] = 4,
     prm: PrmOpt = "self",
     prm_device: PrmDeviceOpt = "cpu",
@@ -223,36 +143,45 @@ def run(
     verbose: bool = False,
 ) -> None:
     """Run methods × budgets over a dataset; resumable (rerun the same command to finish)."""
-    _setup_logging(verbose)
+    setup_logging(verbose)
     try:
         from ttscale.rewards import canonical_spec, check_scorer_spec, load_scorer
         from ttscale.runner import DatasetSelection, RunConfig
         from ttscale.search.context import SearchSettings
 
         scorer = canonical_spec(prm)
-        scorer_options = _scorer_options(prm_device, prm_dtype, prm_format, trust_remote_code,
+        options = scorer_options(prm_device, prm_dtype, prm_format, trust_remote_code,
                                          prm_params)
         settings = SearchSettings(
             temperature=temperature, top_p=top_p, max_step_tokens=max_step_tokens,
             max_depth=max_depth, max_solution_tokens=max_solution_tokens, width=width,
             step_aggregation=step_agg, answer_aggregation=answer_agg,  # type: ignore[arg-type]
-            step_delimiter=_unescape(step_delimiter), seed=seed)
+            step_delimiter=unescape(step_delimiter), seed=seed)
         selection = DatasetSelection(
-            name=dataset, ids=_csv(ids, "--ids") if ids else None,
-            levels=_ints(levels, "--levels") if levels else None, limit=limit, offset=offset,
+            name=dataset, ids=parse_csv(ids, "--ids") if ids else None,
+            levels=parse_ints(levels, "--levels") if levels else None, limit=limit, offset=offset,
             shuffle_seed=shuffle_seed)
-        config = RunConfig(dataset=selection, methods=_csv(method, "--method"),
-                           budgets=_ints(n, "--n"), scorer=scorer, settings=settings)
+        config = RunConfig(dataset=selection, methods=parse_csv(method, "--method"),
+                           budgets=parse_ints(n, "--n"), scorer=scorer, settings=settings,
+                           method_budgets=parse_method_budgets(method_n))
+        plan_obj = None
+        if plan is not None:
+            from ttscale.planner import load_plan
+
+            if "auto" not in config.methods:
+                raise ValueError("--plan is read by --method auto only; add auto to --method")
+            plan_obj = load_plan(plan)
         selection.load()  # bad dataset input fails before a model is loaded
-        check_scorer_spec(scorer, scorer_options)  # so does a PRM of the wrong format
-        policy = _engine(engine, model, base_url, params, n_ctx, threads, device, dtype,
+        check_scorer_spec(scorer, options)  # so does a PRM of the wrong format
+        policy = load_engine(engine, model, base_url, params, n_ctx, threads, device, dtype,
                          trust_remote_code)
-        scorer_obj = load_scorer(scorer, policy=policy, options=scorer_options)
-        prompt_format = _prompt(prompt, chat_template, policy)
+        scorer_obj = load_scorer(scorer, policy=policy, options=options)
+        chosen_prompt = prompt_format(prompt, chat_template, policy)
         run_dir = out_dir or _default_run_dir(config, policy)
-        outcome = _run_with_progress(config, policy, scorer_obj, run_dir, prompt_format)
+        outcome = _run_with_progress(config, policy, scorer_obj, run_dir, chosen_prompt,
+                                     plan_obj)
     except (TTScaleError, ValueError) as error:
-        _fail(str(error))
+        fail(str(error))
     _print_summary(outcome, config, f"{dataset}: {policy.info.name}, scorer {scorer}")
 
 
@@ -268,7 +197,7 @@ def demo(
 ) -> None:
     """The main job on the embedded model: greedy vs majority vote vs Best-of-N vs beam search
     vs DVTS on a small GSM8K subset, as a table (and a saved, resumable run)."""
-    _setup_logging(verbose)
+    setup_logging(verbose)
     try:
         from ttscale.rewards import load_scorer
         from ttscale.runner import DatasetSelection, RunConfig
@@ -279,12 +208,12 @@ def demo(
         config = RunConfig(dataset=DatasetSelection("gsm8k", limit=limit),
                            methods=("greedy", "majority", "bon", "beam", "dvts"),
                            budgets=(n,), scorer="confidence", settings=settings)
-        policy = _engine("llama.cpp", model, None, None, 16384, threads)
-        prompt_format = _prompt("fewshot", None, policy)
+        policy = load_engine("llama.cpp", model, None, None, 16384, threads)
+        chosen_prompt = prompt_format("fewshot", None, policy)
         outcome = _run_with_progress(config, policy, load_scorer("confidence", policy=policy),
-                                     out_dir, prompt_format)
+                                     out_dir, chosen_prompt)
     except (TTScaleError, ValueError) as error:
-        _fail(str(error))
+        fail(str(error))
     _print_summary(outcome, config, f"ttscale demo: GSM8K test, first {limit} problems, "
                                     f"{policy.info.name}, N={n}, M={width}, scorer confidence")
 
@@ -292,8 +221,11 @@ def demo(
 @app.command()
 def solve(
     problem: Annotated[str, typer.Argument(help="the problem text")],
-    method: Annotated[str, typer.Option(help="greedy, majority, bon, beam or dvts")] = "beam",
-    n: Annotated[int, typer.Option("--n", help="budget N")] = 8,
+    method: Annotated[str, typer.Option(help="greedy, majority, bon, beam, dvts or auto (the "
+                                             "planner picks, see --plan)")] = "beam",
+    n: Annotated[int, typer.Option("--n", "--budget", help="budget N")] = 8,
+    plan: Annotated[Path | None, typer.Option(
+        help="plan file for --method auto (default: the paper's prior rules)")] = None,
     width: int = 4,
     prm: PrmOpt = "self",
     prm_device: PrmDeviceOpt = "cpu",
@@ -316,7 +248,7 @@ def solve(
     verbose: bool = False,
 ) -> None:
     """Solve one problem: print the best answer and its steps."""
-    _setup_logging(verbose)
+    setup_logging(verbose)
     try:
         from dataclasses import asdict as to_dict
 
@@ -326,26 +258,31 @@ def solve(
 
         if not problem.strip():
             raise ValueError("the problem text is empty")
-        scorer_options = _scorer_options(prm_device, prm_dtype, prm_format, trust_remote_code,
+        options = scorer_options(prm_device, prm_dtype, prm_format, trust_remote_code,
                                          prm_params)
-        check_scorer_spec(prm, scorer_options)
+        check_scorer_spec(prm, options)
         settings = SearchSettings(width=width, max_step_tokens=max_step_tokens,
                                   max_depth=max_depth, max_solution_tokens=max_step_tokens * 4,
                                   seed=seed)
-        policy = _engine(engine, model, base_url, params, device=device, dtype=dtype,
+        policy = load_engine(engine, model, base_url, params, device=device, dtype=dtype,
                          trust_remote_code=trust_remote_code)
-        scorer = load_scorer(prm, policy=policy, options=scorer_options)
+        scorer = load_scorer(prm, policy=policy, options=options)
         result = asyncio.run(solve_async(problem, policy=policy, method=method, n=n,
                                          scorer=scorer, settings=settings,
-                                         prompt=_prompt(prompt, chat_template, policy)))
+                                         prompt=prompt_format(prompt, chat_template, policy),
+                                         plan=plan))
     except (TTScaleError, ValueError) as error:
-        _fail(str(error))
+        fail(str(error))
     if as_json:
         sys.stdout.write(json.dumps(to_dict(result), indent=2) + "\n")
         return
     for number, step in enumerate(result.steps, start=1):
         out.print(f"[dim]step {number}[/]  {step}", highlight=False)
     out.print(f"[bold]answer:[/] {result.answer}", highlight=False)
+    if result.plan is not None:
+        out.print(f"[dim]planner: {result.plan['reason']} (bin {result.plan['predicted_bin']} "
+                  f"predicted from {result.plan['probe']['samples']} probe samples)[/]",
+                  highlight=False)
 
 
 @app.command()
@@ -389,14 +326,19 @@ def prm_serve(
 ) -> None:
     """Serve a PRM checkpoint over vLLM's pooling API (POST /pooling), so that runs elsewhere
     can score with --prm http://HOST:PORT."""
-    _setup_logging(False)
+    setup_logging(False)
     try:
         from ttscale.prm_server import serve
 
         serve(prm, host=host, port=port, api_key=api_key, model_name=served_model_name,
               device=prm_device, dtype=prm_dtype, threads=threads)
     except (TTScaleError, ValueError) as error:
-        _fail(str(error))
+        fail(str(error))
+
+
+from ttscale.cli_plan import plan_app  # noqa: E402  (after app exists)
+
+app.add_typer(plan_app, name="plan")
 
 
 if __name__ == "__main__":  # pragma: no cover

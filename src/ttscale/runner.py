@@ -23,6 +23,8 @@ from ttscale.datasets import TRAIN_ONLY, Problem, load_dataset
 from ttscale.engines.base import CacheClearing, Policy
 from ttscale.errors import ConfigError, RunStateError
 from ttscale.evaluation import build_record, record_key
+from ttscale.planner.auto import AUTO, auto_search
+from ttscale.planner.plan import Plan, prior_plan
 from ttscale.prompts import PromptFormat
 from ttscale.records import (
     MANIFEST_FILE,
@@ -67,31 +69,48 @@ class RunConfig:
     budgets: tuple[int, ...] = (4,)
     scorer: str = "confidence"
     settings: SearchSettings = field(default_factory=SearchSettings)
+    # budgets of particular methods, in place of ``budgets`` (e.g. tree searches at fewer)
+    method_budgets: tuple[tuple[str, tuple[int, ...]], ...] = ()
 
     def __post_init__(self) -> None:
         if not self.methods:
             raise ConfigError("give at least one method (--method), e.g. --method bon,beam")
-        if not self.budgets or any(n < 1 for n in self.budgets):
-            raise ConfigError(f"budgets must be positive integers, got {list(self.budgets)}")
+        for method, budgets in ((None, self.budgets), *self.method_budgets):
+            if not budgets or any(n < 1 for n in budgets):
+                raise ConfigError(f"budgets{f' of {method}' if method else ''} must be "
+                                  f"positive integers, got {list(budgets)}")
+        for method, _ in self.method_budgets:
+            if method not in self.methods:
+                raise ConfigError(f"budgets were given for {method}, which is not among the "
+                                  f"methods {', '.join(self.methods)}")
         for name in self.methods:
+            if name == AUTO:
+                if self.scorer == "none":
+                    raise ConfigError("method auto chooses among scored searches; give a "
+                                      "scorer (--prm) instead of none")
+                continue
             spec = get_method(name)
             if spec.uses_width:
-                for n in self.budgets:
+                for n in self.budgets_of(name):
                     check_budget(n, self.settings.width)
             if spec.uses_scorer and self.scorer == "none":
                 raise ConfigError(f"method {name} needs a scorer; drop --prm none or use "
                                   "--method majority")
 
+    def budgets_of(self, method: str) -> tuple[int, ...]:
+        return dict(self.method_budgets).get(method, self.budgets)
+
     def jobs(self) -> list[tuple[str, int]]:
         """(method, budget) pairs, greedy once at budget 1."""
         jobs: list[tuple[str, int]] = []
         for method in self.methods:
-            budgets = (1,) if method == "greedy" else sorted(set(self.budgets))
+            budgets = (1,) if method == "greedy" else sorted(set(self.budgets_of(method)))
             jobs += [(method, n) for n in budgets]
         return jobs
 
 
-def fingerprint(config: RunConfig, policy: Policy, prompt: PromptFormat) -> dict:
+def fingerprint(config: RunConfig, policy: Policy, prompt: PromptFormat,
+                plan: Plan | None = None) -> dict:
     """What must not change between a run and its resumption: a record made under other
     settings would silently mix into the results."""
     template = prompt.chat_template or ""
@@ -104,6 +123,8 @@ def fingerprint(config: RunConfig, policy: Policy, prompt: PromptFormat) -> dict
         "policy": {"name": policy.info.name, "parameters": policy.info.parameters,
                    **{k: v for k, v in policy.info.extra.items() if k != "path"}},
     }
+    if AUTO in config.methods and plan is not None:
+        identity["plan"] = plan.identity  # auto records depend on the plan
     return json.loads(json.dumps(identity))  # as it reads back from the manifest
 
 def _check_manifest(run_dir: Path, identity: dict) -> dict:
@@ -148,10 +169,15 @@ async def run(
     run_dir: Path,
     prompt: PromptFormat,
     on_problem_done: ProgressHook | None = None,
+    plan: Plan | None = None,
 ) -> RunOutcome:
+    """``plan`` is what ``auto`` jobs follow (default: the prior rules for this policy)."""
     problems = config.dataset.load()
     settings = prompt.apply(config.settings)
-    identity = fingerprint(config, policy, prompt)
+    if AUTO in config.methods and plan is None:
+        plan = prior_plan(policy.info.parameters, policy.info.name, config.scorer,
+                          settings.width)
+    identity = fingerprint(config, policy, prompt, plan)
     run_dir.mkdir(parents=True, exist_ok=True)
     previous = _check_manifest(run_dir, identity)
     now = time.strftime("%Y-%m-%dT%H:%M:%S%z")
@@ -177,7 +203,7 @@ async def run(
             todo = [(m, n) for m, n in config.jobs()
                     if record_key(problem.id, m, n) not in done]
             for record in await solve_jobs(problem, todo, policy, scorer, config.scorer,
-                                           settings, prompt):
+                                           settings, prompt, plan):
                 writer.write(record)
                 records.append(record)
                 done.add(record["key"])
@@ -198,11 +224,18 @@ async def solve_jobs(
     scorer_name: str,
     settings: SearchSettings,
     prompt: PromptFormat,
+    plan: Plan | None = None,
 ) -> list[dict]:
     """Every record one problem still needs."""
     records: list[dict] = []
     if jobs and isinstance(policy, CacheClearing):
         policy.clear_cache()
+    for _, budget in [job for job in jobs if job[0] == AUTO]:
+        if plan is None:
+            raise ConfigError("method auto needs a plan")
+        records.append(await _solve_auto(problem, budget, policy, scorer, scorer_name,
+                                         settings, prompt, plan))
+    jobs = [job for job in jobs if job[0] != AUTO]
     pooled = [(m, n) for m, n in jobs if METHODS[m].pooled]
     if pooled:
         records += await _solve_pooled(problem, pooled, policy, scorer, scorer_name, settings,
@@ -220,6 +253,19 @@ async def solve_jobs(
             candidates=result.candidates, tree=result.tree, ledger=result.ledger,
             seconds=time.perf_counter() - started, pooled=False))
     return records
+
+
+async def _solve_auto(problem, budget, policy, scorer, scorer_name, settings, prompt, plan):
+    ctx = _context(problem, policy, scorer, settings, prompt)
+    started = time.perf_counter()
+    result, decision = await auto_search(ctx, budget, plan, scorer_spec=scorer_name,
+                                         dataset=problem.dataset)
+    record = build_record(
+        problem=problem, method=AUTO, n=budget, width=result.width, scorer_name=scorer_name,
+        settings=settings, candidates=result.candidates, tree=result.tree,
+        ledger=result.ledger, seconds=time.perf_counter() - started, pooled=False)
+    record["plan"] = decision
+    return record
 
 
 def _context(problem, policy, scorer, settings, prompt) -> SearchContext:

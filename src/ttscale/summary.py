@@ -6,7 +6,7 @@ from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-METHOD_ORDER = ("greedy", "majority", "bon", "beam", "dvts")
+METHOD_ORDER = ("greedy", "majority", "bon", "beam", "dvts", "auto")
 
 
 @dataclass(frozen=True)

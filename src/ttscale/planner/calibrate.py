@@ -1,0 +1,217 @@
+"""A planner study: the calibration and evaluation halves of a problem set run through every
+method × budget (resumable runs of the runner), the policy's pass@1 per problem from an
+independent set of samples, and a calibrated plan built from the calibration half.
+
+Folder layout under ``out``::
+
+    plan.json              the plan
+    runs/calibration/      methods × budgets on the calibration half
+    runs/evaluation/       the same on the evaluation half (``ttscale plan evaluate``)
+    runs/difficulty/       K samples per problem at another seed: pass@1 for the oracle bins
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+
+from ttscale import __version__
+from ttscale.engines.base import Policy
+from ttscale.errors import ConfigError
+from ttscale.planner.difficulty import (
+    PassRate,
+    absolute_binning,
+    parse_binning,
+    pass_rates_from_records,
+    quantile_binning,
+)
+from ttscale.planner.outcomes import ProblemOutcomes, collect_outcomes
+from ttscale.planner.plan import DEFAULT_MIN_PROBLEMS, Plan, choose_cell
+from ttscale.planner.probe import DEFAULT_PROBE_SIZE, fit_predictor
+from ttscale.planner.split import split_ids
+from ttscale.prompts import PromptFormat
+from ttscale.records import RECORDS_FILE, read_records
+from ttscale.rewards.base import Scorer
+from ttscale.runner import DatasetSelection, RunConfig, RunOutcome, run
+from ttscale.search import METHODS
+from ttscale.search.context import SearchSettings
+
+logger = logging.getLogger(__name__)
+
+PLAN_FILE = "plan.json"
+DIFFICULTY_SEED_OFFSET = 1  # pass@1 samples are drawn apart from every method's samples
+
+
+@dataclass(frozen=True)
+class StudyConfig:
+    dataset: DatasetSelection
+    methods: tuple[str, ...] = ("majority", "bon", "beam", "dvts")
+    budgets: tuple[int, ...] = (4, 16, 64)
+    method_budgets: tuple[tuple[str, tuple[int, ...]], ...] = ()  # per-method overrides
+    scorer: str = "confidence"
+    settings: SearchSettings = field(default_factory=SearchSettings)
+    calibration_fraction: float = 0.5
+    split_seed: int = 0
+    probe_size: int = DEFAULT_PROBE_SIZE
+    difficulty_samples: int = 16
+    bins: str = "absolute"
+    min_problems: int = DEFAULT_MIN_PROBLEMS
+
+    def __post_init__(self) -> None:
+        parse_binning(self.bins)
+        if "auto" in self.methods:
+            raise ConfigError("a calibration measures fixed methods; drop 'auto' from --methods")
+        if self.probe_size < 1 or self.difficulty_samples < 1 or self.min_problems < 1:
+            raise ConfigError("--probe, --difficulty-samples and --min-problems must be at "
+                              "least 1")
+        if not any(METHODS[m].pooled for m in self.methods if m in METHODS):
+            raise ConfigError("a calibration needs bon or majority among --methods: the probe "
+                              "that predicts a problem's difficulty is their first samples")
+        self.run_config()  # checks methods, budgets and widths
+
+    def budgets_for(self, method: str) -> tuple[int, ...]:
+        budgets = dict(self.method_budgets).get(method, self.budgets)
+        if METHODS[method].pooled:  # the probe: the first samples of the pool, free to record
+            budgets = (*budgets, self.probe_size)
+        return tuple(sorted(set(budgets)))
+
+    def run_config(self, ids: Sequence[str] | None = None) -> RunConfig:
+        unknown = [m for m, _ in self.method_budgets if m not in self.methods]
+        if unknown:
+            raise ConfigError(f"budgets were given for {', '.join(unknown)}, which is not "
+                              "among --methods")
+        selection = (DatasetSelection(self.dataset.name, ids=tuple(ids)) if ids is not None
+                     else self.dataset)
+        return RunConfig(dataset=selection, methods=self.methods,
+                         budgets=tuple(sorted({n for m in self.methods
+                                               for n in self.budgets_for(m)})),
+                         method_budgets=tuple((m, self.budgets_for(m)) for m in self.methods),
+                         scorer=self.scorer, settings=self.settings)
+
+    def difficulty_config(self, ids: Sequence[str]) -> RunConfig:
+        settings = replace(self.settings, seed=self.settings.seed + DIFFICULTY_SEED_OFFSET)
+        return RunConfig(dataset=DatasetSelection(self.dataset.name, ids=tuple(ids)),
+                         methods=("majority",),
+                         budgets=(self.difficulty_samples,), scorer="none", settings=settings)
+
+    def split(self) -> tuple[list[str], list[str]]:
+        problems = self.dataset.load()
+        return split_ids([p.id for p in problems], self.calibration_fraction, self.split_seed)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> StudyConfig:
+        try:
+            return cls(
+                dataset=DatasetSelection(**{k: tuple(v) if isinstance(v, list) else v
+                                            for k, v in data["dataset"].items()}),
+                methods=tuple(data["methods"]), budgets=tuple(data["budgets"]),
+                method_budgets=tuple((m, tuple(b)) for m, b in data["method_budgets"]),
+                scorer=data["scorer"],
+                settings=SearchSettings(**{k: tuple(v) if isinstance(v, list) else v
+                                           for k, v in data["settings"].items()}),
+                **{k: data[k] for k in ("calibration_fraction", "split_seed", "probe_size",
+                                        "difficulty_samples", "bins", "min_problems")})
+        except (KeyError, TypeError) as error:
+            raise ConfigError(f"the plan's study settings are malformed ({error!r})") from error
+
+
+Progress = Callable[[str, int, int], None]
+
+
+async def run_half(config: StudyConfig, half: str, ids: Sequence[str], policy: Policy,
+                   scorer: Scorer | None, prompt: PromptFormat, out: Path,
+                   progress: Progress | None = None) -> tuple[RunOutcome, RunOutcome]:
+    """Every method × budget on one half, then its pass@1 samples; both resumable."""
+    def hook(label: str):
+        return None if progress is None else (lambda done, total: progress(label, done, total))
+
+    methods = await run(config.run_config(ids), policy, scorer, out / "runs" / half, prompt,
+                        on_problem_done=hook(f"{half}: methods"))
+    difficulty = await run(config.difficulty_config(ids), policy, None,
+                           out / "runs" / "difficulty", prompt,
+                           on_problem_done=hook(f"{half}: pass@1 samples"))
+    return methods, difficulty
+
+
+def read_half(out: Path, half: str, ids: Sequence[str], probe_size: int
+              ) -> tuple[dict[str, ProblemOutcomes], dict[str, PassRate]]:
+    """The outcomes and pass@1 estimates of one half's problems, from its records on disk."""
+    wanted = set(ids)
+    records = [r for r in read_records(out / "runs" / half / RECORDS_FILE).records
+               if r["problem_id"] in wanted]
+    difficulty = [r for r in read_records(out / "runs" / "difficulty" / RECORDS_FILE).records
+                  if r["problem_id"] in wanted and r["method"] == "majority"]
+    return collect_outcomes(records, probe_size), pass_rates_from_records(difficulty)
+
+
+def build_plan(config: StudyConfig, outcomes: dict[str, ProblemOutcomes],
+               pass_rates: dict[str, PassRate], *, policy: dict, width: int,
+               info: dict | None = None) -> Plan:
+    """The calibrated plan from the calibration half's outcomes and pass@1 estimates."""
+    usable = sorted(pid for pid in outcomes
+                    if pid in pass_rates and outcomes[pid].probe is not None)
+    missing = sorted(set(outcomes) - set(usable))
+    if missing:
+        logger.warning("%d calibration problem(s) lack pass@1 samples or a probe and are left "
+                       "out: %s", len(missing), ", ".join(missing[:5]))
+    if not usable:
+        raise ConfigError("no calibration problem has both its runs and its pass@1 samples; "
+                          "run `ttscale plan calibrate` to the end")
+    kind, count = parse_binning(config.bins)
+    rates = [pass_rates[pid].value for pid in usable]
+    binning = absolute_binning() if kind == "absolute" else quantile_binning(rates, count)
+    bins = {pid: binning.assign(pass_rates[pid].value) for pid in usable}
+    predictor, predictor_accuracy = fit_predictor(
+        [outcomes[pid].probe for pid in usable], [bins[pid] for pid in usable],  # type: ignore[misc]
+        binning.names)
+    plan = Plan(source="calibrated", policy=policy, scorer=config.scorer, binning=binning,
+                predictor=predictor, probe_size=config.probe_size, width=width,
+                budgets=tuple(sorted(set(config.budgets))), dataset=config.dataset.name)
+    for name in binning.names:
+        members = [outcomes[pid] for pid in usable if bins[pid] == name]
+        if len(members) < config.min_problems:
+            plan.fallbacks[name] = (f"only {len(members)} calibration problem(s), fewer than "
+                                    f"--min-problems {config.min_problems}")
+        cells = {}
+        for budget in plan.budgets:
+            choice = choose_cell(members, budget, config.probe_size)
+            if choice is not None:
+                cells[budget] = choice
+        plan.choices[name] = cells
+        if not cells and name not in plan.fallbacks:
+            plan.fallbacks[name] = "no method was measured on all its problems"
+    plan.info = {
+        **(info or {}),
+        "study": config.to_dict(),
+        "calibration_problems": usable,
+        "bin_counts": {name: sum(b == name for b in bins.values()) for name in binning.names},
+        "pass_at_1": {pid: [pass_rates[pid].correct, pass_rates[pid].samples] for pid in usable},
+        "predictor_accuracy_on_calibration": round(predictor_accuracy, 6),
+        "ttscale": __version__,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
+    return plan
+
+
+async def calibrate(config: StudyConfig, policy: Policy, scorer: Scorer | None,
+                    prompt: PromptFormat, out: Path, progress: Progress | None = None,
+                    invocation: dict | None = None) -> Plan:
+    """Run (or resume) the calibration half and write ``out/plan.json``. ``invocation``: how
+    the policy and scorer were loaded, kept in the plan so that evaluation loads the same."""
+    calibration_ids, evaluation_ids = config.split()
+    await run_half(config, "calibration", calibration_ids, policy, scorer, prompt, out,
+                   progress)
+    outcomes, pass_rates = read_half(out, "calibration", calibration_ids, config.probe_size)
+    plan = build_plan(config, outcomes, pass_rates,
+                      policy={"name": policy.info.name, "parameters": policy.info.parameters},
+                      width=config.settings.width,
+                      info={"evaluation_problems": evaluation_ids,
+                            "invocation": invocation or {}})
+    plan.save(out / PLAN_FILE)
+    return plan
