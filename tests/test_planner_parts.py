@@ -199,6 +199,10 @@ def test_costs_count_the_probe_once():
     assert item.cost("bon", 16, 4) == 40.0  # the probe is its first 4 samples
     assert item.cost("bon", 2, 4) == 10.0  # answered from the probe, which was spent anyway
     assert item.cost("beam", 16, 4) == 70.0  # charged in full on top (conservative)
+    item.outcomes[("majority", 16)] = Outcome(True, 30.0, 0.0)
+    item.probe_scorer_flops = 3.0
+    assert item.cost("majority", 16, 4) == 33.0  # majority scores nothing; the probe did
+    assert item.cost("bon", 16, 4) == 40.0  # Best-of-N's own record scored the probe's samples
 
 
 def test_choose_cell_takes_the_most_accurate_then_the_cheapest():
@@ -331,3 +335,73 @@ def test_evaluation_replays_the_plan_against_fixed_methods():
     assert "| 16 | planner | 100.0% |" in text and "bon@4 ×6" in text
     assert math.isclose(result.to_dict()["rows"][0]["accuracy"]["value"],
                         result.rows[0].accuracy.value)
+
+
+def test_plan_notices_name_what_the_prior_decides():
+    from ttscale.planner.auto import plan_notices
+
+    plan = _calibrated_plan()
+    notices = plan_notices(plan, [2, 8, 16, 64], "tiny", 10**9, "confidence")
+    assert any("[2, 64] are outside" in n for n in notices)
+    assert any("[8] were not calibrated" in n for n in notices)
+    assert any(n.startswith("bin medium: only 0") for n in notices)
+    other = plan_notices(plan, [16], "tiny", 10**9, "arithmetic")
+    assert other == ["the plan was calibrated with scorer confidence, not arithmetic; the "
+                     "prior rules decide"]
+    assert plan_notices(prior_plan(10**9, "tiny", None, 4), [3], "tiny", 10**9, None) == []
+
+
+def _study(**changes):
+    from ttscale.planner.calibrate import StudyConfig
+    from ttscale.runner import DatasetSelection
+
+    return StudyConfig(dataset=DatasetSelection("gsm8k", limit=20), methods=("bon", "beam"),
+                       budgets=(4, 16), probe_size=4, **changes)
+
+
+def _synthetic_half():
+    """12 problems: 4 easy (bon right, samples agree), 8 hard (beam right, samples scatter)."""
+    outcomes, rates = {}, {}
+    for i in range(12):
+        easy = i < 4
+        pid = f"p{i:02d}"
+        outcomes[pid] = _problem(pid, {("bon", 4): (easy, 10.0), ("bon", 16): (easy, 40.0),
+                                       ("beam", 4): (not easy, 12.0),
+                                       ("beam", 16): (not easy, 50.0)},
+                                 agreement=1.0 if easy else 0.25)
+        rates[pid] = PassRate(pid, 7 if easy else 0, 8)
+    return outcomes, rates
+
+
+def test_build_plan_bins_fits_and_chooses_per_bin():
+    from ttscale.planner.calibrate import build_plan
+
+    outcomes, rates = _synthetic_half()
+    plan = build_plan(_study(min_problems=3), outcomes, rates,
+                      policy={"name": "tiny", "parameters": 10**9}, width=4)
+    assert plan.info["bin_counts"] == {"easy": 4, "medium": 0, "hard": 8}
+    assert plan.info["predictor_accuracy_on_calibration"] == 1.0
+    assert plan.info["pass_at_1"]["p00"]["bin"] == "easy"
+    assert plan.info["bin_uncertain"] == 8  # 0 of 8 right cannot rule out pass@1 of 30 %
+    assert (plan.choices["easy"][16].method, plan.choices["easy"][16].n) == ("bon", 4)
+    assert (plan.choices["hard"][16].method, plan.choices["hard"][16].n) == ("beam", 4)
+    assert "only 0 calibration problem" in plan.fallbacks["medium"]
+    assert set(plan.fallbacks) == {"medium"}
+    strict = build_plan(_study(min_problems=5), outcomes, rates,
+                        policy={"name": "tiny", "parameters": 10**9}, width=4)
+    assert set(strict.fallbacks) == {"easy", "medium"}  # 4 easy problems are too few
+
+
+def test_build_plan_with_quantile_bins():
+    from ttscale.planner.calibrate import build_plan
+
+    outcomes, rates = _synthetic_half()
+    for k, pid in enumerate(sorted(rates)):
+        rates[pid] = PassRate(pid, 8 - k % 9, 8)  # spread pass@1 out
+    plan = build_plan(_study(bins="quantile:3", min_problems=1), outcomes, rates,
+                      policy={"name": "tiny", "parameters": 10**9}, width=4)
+    assert plan.binning.names == ("level1", "level2", "level3")
+    assert sum(plan.info["bin_counts"].values()) == 12
+    assert all(count >= 3 for count in plan.info["bin_counts"].values())
+    decision = plan.decide("level3", 64, parameters=10**9)  # outside: prior, by rank "hard"
+    assert decision.source == "prior" and decision.method == "beam"

@@ -6,6 +6,7 @@ import asyncio
 import hashlib
 import json
 import sys
+from collections import Counter
 from dataclasses import asdict
 from pathlib import Path
 from typing import Annotated
@@ -49,9 +50,10 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
 )
-def _default_run_dir(config, policy) -> Path:
+def _default_run_dir(config, policy, plan=None) -> Path:
     """Runs of the same command land in the same folder, so rerunning it resumes."""
-    identity = json.dumps({"config": asdict(config), "model": policy.info.name},
+    identity = json.dumps({"config": asdict(config), "model": policy.info.name,
+                           **({"plan": plan.identity} if plan is not None else {})},
                           sort_keys=True, default=str)
     digest = hashlib.sha256(identity.encode()).hexdigest()[:8]
     return Path("runs") / f"{config.dataset.name}-{'-'.join(config.methods)}-{digest}"
@@ -83,6 +85,11 @@ def _print_summary(outcome, config, title: str) -> None:
     if outcome.policy_generated_tokens and outcome.seconds > 0:
         note += (f", {outcome.policy_generated_tokens} tokens generated "
                  f"({outcome.policy_generated_tokens / outcome.seconds:.0f} tok/s)")
+    chosen = Counter(f"{r['plan']['method']}@{r['plan']['n']}" for r in outcome.records
+                     if r["method"] == "auto" and "plan" in r)
+    if chosen:
+        out.print("auto chose: " + ", ".join(f"{k} ×{v}" for k, v in sorted(chosen.items())),
+                  highlight=False)
     note += f"; records: {outcome.run_dir / 'records.jsonl'}"
     if outcome.skipped_bad_lines:
         note += f"; {outcome.skipped_bad_lines} unreadable line(s) skipped (see warnings)"
@@ -177,7 +184,7 @@ def run(
                          trust_remote_code)
         scorer_obj = load_scorer(scorer, policy=policy, options=options)
         chosen_prompt = prompt_format(prompt, chat_template, policy)
-        run_dir = out_dir or _default_run_dir(config, policy)
+        run_dir = out_dir or _default_run_dir(config, policy, plan_obj)
         outcome = _run_with_progress(config, policy, scorer_obj, run_dir, chosen_prompt,
                                      plan_obj)
     except (TTScaleError, ValueError) as error:

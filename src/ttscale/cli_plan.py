@@ -202,9 +202,11 @@ def evaluate(
     setup_logging(verbose)
     try:
         from ttscale.planner import load_plan
+        from ttscale.planner.auto import plan_warnings
         from ttscale.planner.calibrate import StudyConfig, read_half, run_half
         from ttscale.planner.evaluate import evaluate_plan, markdown
         from ttscale.records import write_json_atomic
+        from ttscale.rewards import canonical_spec
 
         plan = load_plan(plan_path)
         if plan.source != "calibrated" or "study" not in plan.info:
@@ -225,12 +227,10 @@ def evaluate(
                 if value is not None:
                     invocation[key] = value
             policy, scorer, chosen_prompt = _load_models(invocation)
-            from ttscale.planner.auto import plan_warnings
-            from ttscale.rewards import canonical_spec
-
-            for warning in plan_warnings(plan, policy.info.name, policy.info.parameters,
-                                         canonical_spec(invocation["prm"])):
-                raise ValueError(warning.replace("; the prior rules decide", "") +
+            mismatch = plan_warnings(plan, policy.info.name, policy.info.parameters,
+                                     canonical_spec(invocation["prm"]))
+            if mismatch:
+                raise ValueError(mismatch[0].replace("; the prior rules decide", "") +
                                  ": evaluate with the policy and scorer it was calibrated for")
             display, advance = _progress()
             with display:

@@ -23,7 +23,7 @@ from ttscale.datasets import TRAIN_ONLY, Problem, load_dataset
 from ttscale.engines.base import CacheClearing, Policy
 from ttscale.errors import ConfigError, RunStateError
 from ttscale.evaluation import build_record, record_key
-from ttscale.planner.auto import AUTO, auto_search
+from ttscale.planner.auto import AUTO, auto_search, plan_notices
 from ttscale.planner.plan import Plan, prior_plan
 from ttscale.prompts import PromptFormat
 from ttscale.records import (
@@ -177,6 +177,10 @@ async def run(
     if AUTO in config.methods and plan is None:
         plan = prior_plan(policy.info.parameters, policy.info.name, config.scorer,
                           settings.width)
+    if AUTO in config.methods and plan is not None:
+        for notice in plan_notices(plan, config.budgets_of(AUTO), policy.info.name,
+                                   policy.info.parameters, config.scorer):
+            logger.warning("method auto: %s", notice)
     identity = fingerprint(config, policy, prompt, plan)
     run_dir.mkdir(parents=True, exist_ok=True)
     previous = _check_manifest(run_dir, identity)

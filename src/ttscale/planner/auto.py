@@ -8,6 +8,7 @@ take the probe's first steps as ``p`` of their first round's ``n`` samples."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import replace
 
 from ttscale.planner.plan import Decision, Plan, prior_plan
@@ -71,6 +72,28 @@ def plan_warnings(plan: Plan, model_name: str, parameters: int | None,
         problems.append(f"the plan was calibrated with scorer {plan.scorer or 'none'}, not "
                         f"{scorer_spec or 'none'}; the prior rules decide")
     return problems
+
+
+def plan_notices(plan: Plan, budgets: Sequence[int], model_name: str,
+                 parameters: int | None, scorer_spec: str | None) -> list[str]:
+    """Everything about a plan a user should hear once before a run, rather than read in each
+    record: a plan for another policy or scorer, budgets it did not calibrate, and bins where
+    the prior rules decide."""
+    notices = plan_warnings(plan, model_name, parameters, scorer_spec)
+    if plan.source != "calibrated" or notices:
+        return notices
+    low, high = min(plan.budgets), max(plan.budgets)
+    outside = [b for b in budgets if not low <= b <= high]
+    if outside:
+        notices.append(f"budgets {outside} are outside the plan's calibrated budgets "
+                       f"{list(plan.budgets)}; the prior rules decide there")
+    between = [b for b in budgets if low <= b <= high and b not in plan.budgets]
+    if between:
+        notices.append(f"budgets {between} were not calibrated; the plan for the largest "
+                       "calibrated budget within each is used")
+    for name, why in plan.fallbacks.items():
+        notices.append(f"bin {name}: {why}; the prior rules decide there")
+    return notices
 
 
 def _features(ctx: SearchContext, probe: list[Candidate]) -> ProbeFeatures:

@@ -191,12 +191,25 @@ def build_plan(config: StudyConfig, outcomes: dict[str, ProblemOutcomes],
         "study": config.to_dict(),
         "calibration_problems": usable,
         "bin_counts": {name: sum(b == name for b in bins.values()) for name in binning.names},
-        "pass_at_1": {pid: [pass_rates[pid].correct, pass_rates[pid].samples] for pid in usable},
+        "pass_at_1": {pid: _pass_at_1(pass_rates[pid], binning) for pid in usable},
+        # problems whose 95 % interval reaches into another bin: more samples would settle it
+        "bin_uncertain": sum(len(_bins_within(pass_rates[pid], binning)) > 1 for pid in usable),
         "predictor_accuracy_on_calibration": round(predictor_accuracy, 6),
         "ttscale": __version__,
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
     return plan
+
+
+def _bins_within(rate: PassRate, binning) -> set[str]:
+    interval = rate.estimate
+    return {binning.assign(interval.low), binning.assign(interval.high)}
+
+
+def _pass_at_1(rate: PassRate, binning) -> dict:
+    interval = rate.estimate
+    return {"correct": rate.correct, "samples": rate.samples, "low": round(interval.low, 4),
+            "high": round(interval.high, 4), "bin": binning.assign(rate.value)}
 
 
 async def calibrate(config: StudyConfig, policy: Policy, scorer: Scorer | None,

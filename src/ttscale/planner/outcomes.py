@@ -43,8 +43,9 @@ class ProblemOutcomes:
         if METHODS[method].pooled:
             if n < probe_size:
                 return self.probe_flops
-            unscored = method != "bon" and self.probe_scorer_flops  # the probe scored its samples
-            return outcome.flops + (self.probe_scorer_flops if unscored else 0.0)
+            # majority vote's record scored nothing, but the probe scored its samples
+            scoring = (self.probe_scorer_flops or 0.0) if method != "bon" else 0.0
+            return outcome.flops + scoring
         return outcome.flops + self.probe_flops
 
 
