@@ -308,8 +308,13 @@ def _print_plan(plan, path: Path | None) -> None:
     billions = (f"{policy['parameters'] / 1e9:.2f}B" if policy.get("parameters")
                 else "unknown size")
     title = f"{plan.source} plan for {policy.get('name')} ({billions}), scorer {plan.scorer}"
-    table = Table(title=title, caption=RULES if plan.source == "prior" else
-                  f"probe: {plan.probe_size} samples; predictor {plan.predictor.to_dict()}")
+    predictor = plan.predictor
+    fitted = plan.info.get("predictor_accuracy_on_calibration")
+    table = Table(title=title, caption=RULES if plan.source == "prior" else (
+        f"probe: {plan.probe_size} samples; bin predicted from {predictor.weight:g} × "
+        f"agreement + {1 - predictor.weight:g} × score, thresholds "
+        f"{', '.join(f'{t:.3g}' for t in predictor.thresholds)}"
+        + ("" if fitted is None else f" ({fitted:.0%} right on the calibration problems)")))
     ranges = plan.binning.describe()
     if plan.source == "prior":
         table.add_column("bin")
