@@ -127,3 +127,28 @@ def test_a_plan_for_another_policy_or_scorer_falls_back_to_the_prior(plan, why):
     _, info = run(auto_search(ctx, 16, plan, scorer_spec="scripted"))
     assert info["source"] == "prior" and info["plan"] == "calibrated"
     assert any(why in note for note in info["notes"])
+
+
+def test_solve_auto_follows_a_plan_file(tmp_path):
+    from ttscale.api import solve_async
+    from ttscale.planner.plan import Candidate as Option
+    from ttscale.planner.plan import Choice
+    from ttscale.prompts import PromptFormat
+    from ttscale.search.context import SearchSettings
+
+    problem = "what is 3 + 4?"
+    prompt = PromptFormat()
+    stepper = Stepper(prompt.render(problem), answer_depth=2, delimiter="\n")
+    plan = _calibrated()
+    bon4 = Choice("bon", 4, 6, (Option("bon", 4, 0.3, 0.1, 0.6, 1e8),))
+    dvts8 = Choice("dvts", 8, 6, (Option("dvts", 8, 0.5, 0.2, 0.8, 1e9),))
+    plan.choices = {name: {4: bon4, 16: dvts8} for name in ("easy", "medium", "hard")}
+    plan.save(tmp_path / "plan.json")
+    result = run(solve_async(problem, policy=ScriptedPolicy(stepper, parameters=SMALL_POLICY),
+                             method="auto", n=16, scorer=ScriptedScorer(),
+                             settings=SearchSettings(width=4, max_depth=4),
+                             prompt=prompt, plan=tmp_path / "plan.json"))
+    assert result.plan["source"] == "plan" and result.plan["predicted_bin"] == "easy"
+    assert (result.plan["method"], result.plan["n"]) == ("dvts", 8)
+    assert "had the best accuracy 50.0%" in result.plan["reason"]
+    assert result.answer == "7" and result.method == "auto"
