@@ -1,8 +1,9 @@
 """Calibration and evaluation halves of a problem set.
 
-The split depends on the problem ids and a seed alone (problems are ordered by a hash of
-``seed:id``), so it is the same whatever order or subset the problems were loaded in, and a
-problem never moves between halves when others are added."""
+The split depends on the set of problem ids and a seed alone: problems are ordered by a hash
+of ``seed:id`` and the first share calibrates, so it is the same whatever order the problems
+were loaded in, and it owes nothing to their order in the dataset (which often follows
+difficulty or topic)."""
 
 from __future__ import annotations
 
