@@ -349,6 +349,13 @@ def test_plan_notices_name_what_the_prior_decides():
     assert other == ["the plan was calibrated with scorer confidence, not arithmetic; the "
                      "prior rules decide"]
     assert plan_notices(prior_plan(10**9, "tiny", None, 4), [3], "tiny", 10**9, None) == []
+    from ttscale.search.context import SearchSettings
+
+    plan.info["study"] = {"settings": {"temperature": 0.7, "max_step_tokens": 48}}
+    hotter = plan_notices(plan, [16], "tiny", 10**9, "confidence",
+                          SearchSettings(temperature=1.0, max_step_tokens=48))
+    assert any("temperature 1.0 (calibrated: 0.7)" in n for n in hotter)
+    assert not any("max_step_tokens" in n for n in hotter)
 
 
 def _study(**changes):

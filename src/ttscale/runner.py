@@ -179,7 +179,7 @@ async def run(
                           settings.width)
     if AUTO in config.methods and plan is not None:
         for notice in plan_notices(plan, config.budgets_of(AUTO), policy.info.name,
-                                   policy.info.parameters, config.scorer):
+                                   policy.info.parameters, config.scorer, config.settings):
             logger.warning("method auto: %s", notice)
     identity = fingerprint(config, policy, prompt, plan)
     run_dir.mkdir(parents=True, exist_ok=True)

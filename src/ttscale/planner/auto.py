@@ -17,7 +17,7 @@ from ttscale.search import METHODS
 from ttscale.search.aggregate import aggregate_step_scores
 from ttscale.search.beam_search import grouped_beam_search
 from ttscale.search.best_of_n import sample_solutions, score_candidates
-from ttscale.search.context import SearchContext
+from ttscale.search.context import SearchContext, SearchSettings
 from ttscale.search.result import Candidate, SearchResult
 
 AUTO = "auto"
@@ -74,14 +74,27 @@ def plan_warnings(plan: Plan, model_name: str, parameters: int | None,
     return problems
 
 
+SETTINGS_THAT_MATTER = ("temperature", "top_p", "max_step_tokens", "max_depth",
+                        "max_solution_tokens", "step_aggregation", "answer_aggregation")
+
+
 def plan_notices(plan: Plan, budgets: Sequence[int], model_name: str,
-                 parameters: int | None, scorer_spec: str | None) -> list[str]:
+                 parameters: int | None, scorer_spec: str | None,
+                 settings: SearchSettings | None = None) -> list[str]:
     """Everything about a plan a user should hear once before a run, rather than read in each
-    record: a plan for another policy or scorer, budgets it did not calibrate, and bins where
-    the prior rules decide."""
+    record: a plan for another policy or scorer, search settings other than those it was
+    calibrated under, budgets it did not calibrate, and bins where the prior rules decide."""
     notices = plan_warnings(plan, model_name, parameters, scorer_spec)
     if plan.source != "calibrated" or notices:
         return notices
+    calibrated = plan.info.get("study", {}).get("settings", {})
+    differing = [f"{key} {getattr(settings, key)!r} (calibrated: {calibrated[key]!r})"
+                 for key in SETTINGS_THAT_MATTER
+                 if settings is not None and key in calibrated
+                 and getattr(settings, key) != calibrated[key]]
+    if differing:
+        notices.append("this run's search settings differ from the plan's, so its measured "
+                       "choices may not carry over: " + ", ".join(differing))
     low, high = min(plan.budgets), max(plan.budgets)
     outside = [b for b in budgets if not low <= b <= high]
     if outside:
