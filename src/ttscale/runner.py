@@ -174,10 +174,9 @@ async def run(
     """``plan`` is what ``auto`` jobs follow (default: the prior rules for this policy)."""
     problems = config.dataset.load()
     settings = prompt.apply(config.settings)
-    if AUTO in config.methods and plan is None:
-        plan = prior_plan(policy.info.parameters, policy.info.name, config.scorer,
-                          settings.width)
-    if AUTO in config.methods and plan is not None:
+    if AUTO in config.methods:
+        plan = plan or prior_plan(policy.info.parameters, policy.info.name, config.scorer,
+                                  settings.width)
         for notice in plan_notices(plan, config.budgets_of(AUTO), policy.info.name,
                                    policy.info.parameters, config.scorer, config.settings):
             logger.warning("method auto: %s", notice)
