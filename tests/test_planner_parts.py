@@ -333,6 +333,10 @@ def test_evaluation_replays_the_plan_against_fixed_methods():
     assert result.flops_to_target["planner"] == pytest.approx(planner.flops)
     text = markdown(result, "test")
     assert "| 16 | planner | 100.0% |" in text and "bon@4 ×6" in text
+    beyond = evaluate_plan(plan, outcomes, rates, budgets=[64])  # the prior's beam@64: unmeasured
+    prior_row = next(r for r in beyond.rows if r.name == "prior rules")
+    assert prior_row.problems == 0 and prior_row.missing == 10
+    assert "| 64 | prior rules | n/a |  |" in markdown(beyond, "test")
     assert math.isclose(result.to_dict()["rows"][0]["accuracy"]["value"],
                         result.rows[0].accuracy.value)
 

@@ -182,8 +182,10 @@ def markdown(evaluation: Evaluation, title: str) -> str:
         chosen = ", ".join(f"{k} ×{v}" for k, v in sorted(row.choices.items()))
         if row.missing:
             chosen += f" ({row.missing} not replayable)"
-        lines.append(f"| {row.budget} | {row.name} | {row.accuracy.value:.1%} | "
-                     f"[{row.accuracy.low:.1%}, {row.accuracy.high:.1%}] | "
+        accuracy, interval = (f"{row.accuracy.value:.1%}",
+                              f"[{row.accuracy.low:.1%}, {row.accuracy.high:.1%}]"
+                              ) if row.problems else ("n/a", "")
+        lines.append(f"| {row.budget} | {row.name} | {accuracy} | {interval} | "
                      f"{format_flops(row.flops)} | {delta} | {chosen} |")
     lines += ["", f"Difficulty predictor accuracy against the oracle bins: "
               f"{_percent(evaluation.predictor_accuracy)} "
