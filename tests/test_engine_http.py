@@ -234,6 +234,7 @@ def test_first_sample_offsets_the_server_seeds() -> None:
 
     engine._one = one  # type: ignore[method-assign]
     _extend(engine, ["b", "a"], n=2, first_sample=3, seed=9)
+    asyncio.run(engine.close())
     assert sorted(seeds) == sorted((p, sample_seed(9, j, p)) for p in "ab" for j in (3, 4))
 
 

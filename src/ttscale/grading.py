@@ -22,6 +22,7 @@ longer than :data:`MAX_VERIFY_CHARS` characters are compared as strings everywhe
 
 from __future__ import annotations
 
+import gc
 import logging
 import math
 import re
@@ -367,9 +368,16 @@ def _alarm_budget() -> Iterator[int | None]:
     budget = MATH_VERIFY_TIMEOUT_S
     if remaining > 0:
         budget = max(1, min(budget, math.ceil(remaining)))
+    # The alarm raises in whatever frame runs when it fires. If that is the finaliser of
+    # some unrelated garbage run by the cyclic collector, Python swallows the exception and
+    # math-verify runs on unbounded: keep the collector out of the timed window.
+    collecting = gc.isenabled()
+    gc.disable()
     try:
         yield budget
     finally:
+        if collecting:
+            gc.enable()
         if remaining > 0:
             left = max(remaining - (time.monotonic() - started), 0.001)
             signal.setitimer(signal.ITIMER_REAL, left, interval)
