@@ -26,7 +26,7 @@ PLANNER_ROWS = ("planner", "planner (oracle bins)", "prior rules")
 
 @dataclass
 class Row:
-    name: str  # "bon@16", "planner", ...
+    curve: str  # a method ("bon") or a planner row ("planner", "prior rules", ...)
     budget: int
     accuracy: Estimate
     flops: float | None
@@ -34,6 +34,11 @@ class Row:
     missing: int = 0  # problems whose chosen option was never measured: left out
     versus_best: Estimate | None = None
     choices: dict[str, int] = field(default_factory=dict)  # planner rows: method@n -> count
+    n: int | None = None  # a fixed method's own budget
+
+    @property
+    def name(self) -> str:
+        return self.curve if self.n is None else f"{self.curve}@{self.n}"
 
     def to_dict(self) -> dict:
         return {"name": self.name, "budget": self.budget, "accuracy": self.accuracy.to_dict(),
@@ -62,15 +67,15 @@ class Evaluation:
 def _fixed_rows(problems: Sequence[ProblemOutcomes], budget: int, seed: int) -> list[Row]:
     options = set.intersection(*(set(p.outcomes) for p in problems))
     rows = []
-    for method, n in sorted(options, key=lambda o: (o[0], o[1])):
+    for method, n in sorted(options):
         if n != budget:
             continue
         flops = [p.outcomes[(method, n)].flops for p in problems]
-        rows.append(Row(f"{method}@{n}", budget,
+        rows.append(Row(method, budget,
                         bootstrap_mean([float(p.outcomes[(method, n)].correct)
                                         for p in problems], seed=seed),
                         None if any(f is None for f in flops) else
-                        sum(flops) / len(flops), len(problems)))  # type: ignore[arg-type]
+                        sum(flops) / len(flops), len(problems), n=n))  # type: ignore[arg-type]
     return rows
 
 
@@ -132,8 +137,8 @@ def evaluate_plan(plan: Plan, outcomes: dict[str, ProblemOutcomes],
                                        ("prior rules", prior, prior_bins)):
             row, correct = _planner_row(name, which_plan, problems, bins, budget, seed)
             if best is not None and row.missing == 0:
-                key = best.name.split("@")
-                baseline = [float(p.outcomes[(key[0], int(key[1]))].correct) for p in problems]
+                baseline = [float(p.outcomes[(best.curve, best.n)].correct)  # type: ignore[index]
+                            for p in problems]
                 row.versus_best = paired_difference(correct, baseline, seed=seed)  # type: ignore[arg-type]
             planned.append(row)
         rows += fixed + planned
@@ -150,7 +155,7 @@ def evaluate_plan(plan: Plan, outcomes: dict[str, ProblemOutcomes],
 def _flops_to_target(rows: Sequence[Row]) -> tuple[dict, dict[str, float | None]]:
     """The accuracy of Best-of-N at the largest budget, and the least mean FLOPs with which
     each method (over its budgets) and each planner row reaches it."""
-    bon = [r for r in rows if r.name.startswith("bon@")]
+    bon = [r for r in rows if r.curve == "bon"]
     if not bon:
         return {}, {}
     reference = max(bon, key=lambda r: r.budget)
@@ -158,7 +163,7 @@ def _flops_to_target(rows: Sequence[Row]) -> tuple[dict, dict[str, float | None]
               "flops": reference.flops}
     curves: dict[str, list[Row]] = {}
     for row in rows:
-        curves.setdefault(row.name.split("@")[0], []).append(row)
+        curves.setdefault(row.curve, []).append(row)
     needed = {}
     for name, curve in curves.items():
         reaching = [r.flops for r in curve if r.flops is not None and r.missing == 0
