@@ -93,3 +93,20 @@ def check_first_sample_picks_the_later_samples(
         row * 2 for row in greedy]
     with pytest.raises(ValueError, match="first_sample.*-1"):
         run(1, temperature=0.8, seed=seed, first_sample=-1)
+
+
+def check_concurrent_calls_from_one_event_loop(engine, prefixes: Sequence[str],
+                                               max_tokens: int) -> None:
+    """Two calls gathered on one event loop give what each gives alone: the engine's worker
+    thread serialises them and neither sees the other's sequences."""
+    first, second = prefixes
+
+    async def both() -> tuple[list[list[Continuation]], list[list[Continuation]]]:
+        return await asyncio.gather(
+            engine.extend([first], 2, [], max_tokens, 0.8, 1.0, 21),
+            engine.extend([second], 2, [], max_tokens, 0.8, 1.0, 22),
+        )
+
+    a, b = asyncio.run(both())
+    assert texts(a) == texts(extend(engine, [first], 2, max_tokens=max_tokens, seed=21))
+    assert texts(b) == texts(extend(engine, [second], 2, max_tokens=max_tokens, seed=22))

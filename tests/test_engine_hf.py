@@ -19,6 +19,7 @@ import numpy as np
 import pytest
 
 from policy_contract import (
+    check_concurrent_calls_from_one_event_loop,
     check_continuation,
     check_first_sample_picks_the_later_samples,
     check_max_tokens_ends_with_length,
@@ -345,12 +346,4 @@ def test_errors_leave_the_engine_usable(engine: HFEngine) -> None:
 
 
 def test_concurrent_calls_from_one_event_loop(engine: HFEngine) -> None:
-    async def both() -> tuple[list[list[Continuation]], list[list[Continuation]]]:
-        return await asyncio.gather(
-            engine.extend([SHORT], 2, [], 4, 0.8, 1.0, 21),
-            engine.extend([PROMPT], 2, [], 4, 0.8, 1.0, 22),
-        )
-
-    a, b = asyncio.run(both())
-    assert texts(a) == texts(extend(engine, [SHORT], 2, max_tokens=4, seed=21))
-    assert texts(b) == texts(extend(engine, [PROMPT], 2, max_tokens=4, seed=22))
+    check_concurrent_calls_from_one_event_loop(engine, [SHORT, PROMPT], 4)

@@ -9,13 +9,13 @@ and log-probabilities agree with the engine's (to 1e-4 here; 1e-3 is asserted)."
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Iterator, Sequence
 
 import numpy as np
 import pytest
 
 from policy_contract import (
+    check_concurrent_calls_from_one_event_loop,
     check_continuation,
     check_first_sample_picks_the_later_samples,
     check_max_tokens_ends_with_length,
@@ -361,12 +361,4 @@ def test_errors_leave_the_engine_usable(small_engine: LlamaCppEngine) -> None:
 
 # -- asyncio -----------------------------------------------------------------------------------
 def test_concurrent_calls_from_one_event_loop(engine: LlamaCppEngine) -> None:
-    async def both() -> tuple[list[list[Continuation]], list[list[Continuation]]]:
-        return await asyncio.gather(
-            engine.extend([PROMPT], 2, [], 8, 0.8, 1.0, 21),
-            engine.extend([OTHER], 2, [], 8, 0.8, 1.0, 22),
-        )
-
-    a, b = asyncio.run(both())
-    assert texts(a) == texts(extend(engine, [PROMPT], 2, max_tokens=8, seed=21))
-    assert texts(b) == texts(extend(engine, [OTHER], 2, max_tokens=8, seed=22))
+    check_concurrent_calls_from_one_event_loop(engine, [PROMPT, OTHER], 8)
