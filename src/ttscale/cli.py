@@ -1,4 +1,4 @@
-"""The ``ttscale`` command line: run | demo | solve | prms | prm serve."""
+"""The ``ttscale`` command line: run | report | plan | solve | demo | prms | prm serve."""
 
 from __future__ import annotations
 
@@ -346,6 +346,10 @@ def prm_serve(
 from ttscale.cli_plan import plan_app  # noqa: E402  (after app exists)
 
 app.add_typer(plan_app, name="plan")
+
+from ttscale.cli_report import report  # noqa: E402
+
+app.command()(report)
 
 
 if __name__ == "__main__":  # pragma: no cover

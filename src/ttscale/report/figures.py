@@ -1,0 +1,148 @@
+"""Accuracy curves: plotly figure specs for the HTML report (drawn by the bundled plotly.js)
+and matplotlib files (PNG, SVG, PDF) for papers. Both draw the same series."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+from ttscale.report.curves import MAJORITY, PASS, Series
+from ttscale.summary import format_flops
+
+PALETTE = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2",
+           "#17becf", "#bcbd22", "#7f7f7f")
+REFERENCE_STYLE = {PASS: ("#555555", "dot"), MAJORITY: ("#999999", "dash")}
+X_AXES = {"n": "budget N (generations)", "flops": "FLOPs per problem"}
+STATIC_FORMATS = ("png", "svg", "pdf")
+
+
+def _x(point, axis: str) -> float | None:
+    return point.n if axis == "n" else point.flops
+
+
+def _colors(series: Sequence[Series]) -> dict[tuple[str, str, str], str]:
+    keys: dict[tuple[str, str, str], None] = {}
+    for line in series:
+        if not line.reference:
+            keys.setdefault((line.run_id, line.method, line.aggregation), None)
+    return {key: PALETTE[i % len(PALETTE)] for i, key in enumerate(keys)}
+
+
+def _rgba(color: str, alpha: float) -> str:
+    red, green, blue = (int(color[i:i + 2], 16) for i in (1, 3, 5))
+    return f"rgba({red},{green},{blue},{alpha})"
+
+
+def plotly_figure(series: Sequence[Series], axis: str, facets: Sequence[str]) -> dict:
+    """One figure, a column per difficulty facet; every line with its bootstrap band. Lines
+    for other aggregations than the run's start hidden (click the legend to show them)."""
+    several_runs = len({line.run_id for line in series}) > 1
+    colors = _colors(series)
+    traces: list[dict] = []
+    shown: set[str] = set()
+    width = 1.0 / len(facets)
+    gap = 0.04 if len(facets) > 1 else 0.0
+    layout: dict = {
+        "height": 440, "margin": {"l": 60, "r": 10, "t": 60, "b": 50},
+        "legend": {"orientation": "v", "x": 1.01, "y": 1, "font": {"size": 11}},
+        "hovermode": "closest",
+        "annotations": [],
+        "template": {"layout": {"font": {"family": "system-ui, sans-serif", "size": 12}}},
+    }
+    for column, facet in enumerate(facets):
+        suffix = "" if column == 0 else str(column + 1)
+        layout[f"xaxis{suffix}"] = {
+            "type": "log", "title": {"text": X_AXES[axis]},
+            "domain": [column * width + (gap / 2 if column else 0),
+                       (column + 1) * width - (gap / 2 if column < len(facets) - 1 else 0)],
+            **({"dtick": 0.30102999566, "tickformat": "d"} if axis == "n" else
+               {"exponentformat": "SI"}),
+        }
+        layout[f"yaxis{suffix}"] = {"range": [-0.02, 1.02], "tickformat": ".0%",
+                                    "anchor": f"x{suffix}",
+                                    **({"title": {"text": "accuracy"}} if column == 0 else
+                                       {"matches": "y", "showticklabels": False})}
+        layout["annotations"].append({
+            "text": f"<b>{facet}</b> problems",
+            "xref": f"x{suffix} domain", "yref": "paper", "x": 0.5, "y": 1.08,
+            "showarrow": False})
+        for line in series:
+            if line.bin != facet:
+                continue
+            points = [p for p in line.points if _x(p, axis) is not None]
+            if not points:
+                continue
+            name = line.name(several_runs)
+            if line.reference:
+                color, dash = REFERENCE_STYLE[line.method]
+            else:
+                color, dash = colors[(line.run_id, line.method, line.aggregation)], "solid"
+            visible = True if line.default else "legendonly"
+            xs = [_x(p, axis) for p in points]
+            hover = [f"{name}<br>N={p.n}: {p.accuracy.value:.1%} "
+                     f"[{p.accuracy.low:.1%}, {p.accuracy.high:.1%}]<br>"
+                     f"{format_flops(p.flops)} FLOPs/problem, {p.problems} problems"
+                     for p in points]
+            common = {"xaxis": f"x{suffix}", "yaxis": f"y{suffix}", "legendgroup": name,
+                      "visible": visible}
+            traces.append({
+                "type": "scatter", "mode": "lines", "x": xs + xs[::-1],
+                "y": [p.accuracy.high for p in points] + [p.accuracy.low for p in points][::-1],
+                "fill": "toself", "fillcolor": _rgba(color, 0.12), "line": {"width": 0},
+                "hoverinfo": "skip", "showlegend": False, "name": f"{name} 95% CI", **common})
+            traces.append({
+                "type": "scatter", "mode": "lines+markers", "x": xs,
+                "y": [p.accuracy.value for p in points], "name": name,
+                "line": {"color": color, "dash": dash, "width": 2},
+                "marker": {"size": 6}, "text": hover, "hovertemplate": "%{text}<extra></extra>",
+                "showlegend": name not in shown, **common})
+            shown.add(name)
+    title = "Accuracy vs budget" if axis == "n" else "Accuracy vs compute"
+    layout["title"] = {"text": title, "x": 0.01}
+    return {"data": traces, "layout": layout}
+
+
+def save_static(series: Sequence[Series], axis: str, facets: Sequence[str], path: Path) -> Path:
+    """The same curves as ``plotly_figure`` (the run's own aggregations) with matplotlib."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    several_runs = len({line.run_id for line in series}) > 1
+    colors = _colors(series)
+    figure, axes = plt.subplots(1, len(facets), figsize=(4.2 * len(facets) + 1, 3.8),
+                                sharey=True, squeeze=False)
+    dash_styles = {"dot": ":", "dash": "--", "solid": "-"}
+    for ax, facet in zip(axes[0], facets, strict=True):
+        for line in series:
+            if line.bin != facet or not line.default:
+                continue
+            points = [p for p in line.points if _x(p, axis) is not None]
+            if not points:
+                continue
+            if line.reference:
+                color, dash = REFERENCE_STYLE[line.method]
+            else:
+                color, dash = colors[(line.run_id, line.method, line.aggregation)], "solid"
+            xs = [_x(p, axis) for p in points]
+            ax.plot(xs, [p.accuracy.value for p in points], dash_styles[dash], color=color,
+                    marker="o", markersize=3, label=line.name(several_runs))
+            ax.fill_between(xs, [p.accuracy.low for p in points],
+                            [p.accuracy.high for p in points], color=color, alpha=0.12,
+                            linewidth=0)
+        ax.set_xscale("log", base=2 if axis == "n" else 10)
+        ax.set_title(f"{facet} problems")
+        ax.set_xlabel(X_AXES[axis])
+        ax.set_ylim(-0.02, 1.02)
+        ax.grid(True, alpha=0.3)
+    axes[0][0].set_ylabel("accuracy")
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    if handles:
+        figure.legend(handles, labels, loc="lower center", ncol=min(4, len(labels)),
+                      fontsize=8, frameon=False)
+    figure.tight_layout(rect=(0, 0.08 + 0.04 * (len(labels) // 4), 1, 1))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, dpi=150)
+    plt.close(figure)
+    return path
