@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 export CMAKE_BUILD_PARALLEL_LEVEL ?= 2
 export HF_HUB_OFFLINE := 1
 
-.PHONY: demo test test-fast lint install install-test clean
+.PHONY: demo test test-fast lint install install-test install-browser clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -21,13 +21,18 @@ $(VENV)/.installed-test: pyproject.toml $(VENV)/.installed
 	$(BIN)/pip install --quiet -e '.[test,dev]'
 	touch $@
 
+# Debian chromium + chromium-driver for the report's browser test. Without them (and no way
+# to install them) that test is skipped, unless TTSCALE_REQUIRE_BROWSER=1 (as in CI).
+install-browser:
+	@bash scripts/install-browser.sh || echo "warning: no browser: the report's browser test will be skipped"
+
 install: $(VENV)/.installed
 install-test: $(VENV)/.installed-test
 
 demo: install
 	$(BIN)/ttscale demo
 
-test: install-test
+test: install-test install-browser
 	$(BIN)/python -m pytest -q
 
 test-fast: install-test

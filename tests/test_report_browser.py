@@ -1,0 +1,120 @@
+"""The HTML report in a real browser: a report of a real run on the embedded model, opened in
+headless Debian Chromium. The plot must have drawn, a tree node must open, and the score it
+shows must be the record's. The screenshot lands in the test output folder
+(``$TTSCALE_TEST_OUTPUT``, default ``test-output/`` at the repository root).
+
+Without Chromium the test is skipped, unless ``TTSCALE_REQUIRE_BROWSER=1`` (CI sets it), where
+a missing browser is a failure."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from ttscale.cli import app
+
+sys.path.insert(0, str(Path(__file__).parent))
+from browser import chromium, find_browser  # noqa: E402
+
+pytestmark = [pytest.mark.slow, pytest.mark.browser]
+
+REPO = Path(__file__).resolve().parents[1]
+OUTPUT = Path(os.environ.get("TTSCALE_TEST_OUTPUT", REPO / "test-output"))
+TINY = ("--max-step-tokens", "24", "--max-solution-tokens", "72", "--max-depth", "3",
+        "--width", "2")
+
+
+def _need_browser() -> None:
+    if find_browser() is not None:
+        return
+    if os.environ.get("TTSCALE_REQUIRE_BROWSER") == "1":
+        pytest.fail("TTSCALE_REQUIRE_BROWSER=1 but Debian chromium / chromium-driver are "
+                    "missing: run `make install-browser`")
+    pytest.skip("no Debian chromium + chromium-driver (make install-browser)")
+
+
+def _wait_for(driver, script: str, timeout_s: float = 30.0):
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        value = driver.execute_script(script)
+        if value:
+            return value
+        time.sleep(0.1)
+    raise AssertionError(f"timed out waiting for: {script}")
+
+
+@pytest.fixture(scope="module")
+def report_of_a_real_run(tmp_path_factory):
+    _need_browser()
+    folder = tmp_path_factory.mktemp("report-browser")
+    run_dir = folder / "run"
+    result = CliRunner().invoke(app, ["run", "--dataset", "gsm8k", "--limit", "2", "--method",
+                                      "bon,beam", "--n", "4", "--prm", "self", *TINY,
+                                      "--out", str(run_dir)])
+    assert result.exit_code == 0, result.output
+    html = folder / "report.html"
+    result = CliRunner().invoke(app, ["report", str(run_dir), "-o", str(html)])
+    assert result.exit_code == 0, result.output
+    records = [json.loads(line) for line in (run_dir / "records.jsonl").read_text().splitlines()]
+    return html, records
+
+
+def test_report_draws_plots_and_opens_a_tree_node(report_of_a_real_run):
+    from selenium.webdriver.common.by import By
+
+    html, records = report_of_a_real_run
+    OUTPUT.mkdir(parents=True, exist_ok=True)
+    with chromium() as driver:
+        driver.get(html.as_uri())
+        _wait_for(driver, "return window.ttscaleReport && window.ttscaleReport.ready")
+        # both figures drawn by plotly, with a line per search
+        drawn = driver.execute_script(
+            "return Array.from(document.querySelectorAll('.figure')).map(function (div) {"
+            "  return [div.getAttribute('data-drawn'),"
+            "          div.querySelectorAll('.scatterlayer .trace').length]; })")
+        assert len(drawn) == 2 and all(flag == "1" and traces > 0 for flag, traces in drawn)
+        driver.save_screenshot(str(OUTPUT / "report-curves.png"))
+
+        driver.find_element(By.CSS_SELECTOR, '[data-tab="trees"]').click()
+        items = driver.find_elements(By.CSS_SELECTOR, "#problems li.problem-item")
+        assert len(items) == 2
+        problem_id = items[0].get_attribute("data-index")
+        items[0].click()
+        driver.find_element(By.CSS_SELECTOR, '.search-tab[data-search="beam@4"]').click()
+        shown_id = driver.execute_script(
+            "return JSON.parse(document.getElementById('ttscale-index').textContent)"
+            ".problems[arguments[0]].id", int(problem_id))
+        assert driver.find_element(By.CSS_SELECTOR, ".problem-head").text.startswith(shown_id)
+        beam = next(r for r in records if r["key"] == f"{shown_id}|beam|4")
+        scores = {node["id"]: node["score"] for node in beam["tree"]}
+        # open a closed node that has children, then read a child's score
+        closed = _wait_for(driver, "return document.querySelector("
+                           "'#problem-view li.node[aria-expanded=\"false\"]')")
+        closed.find_element(By.CSS_SELECTOR, ".node-row").click()
+        assert closed.get_attribute("aria-expanded") == "true"
+        child = closed.find_element(By.CSS_SELECTOR, ":scope > ul > li.node")
+        node_id = int(child.get_attribute("data-node"))
+        shown = child.find_element(By.CSS_SELECTOR, ":scope > .node-row .score")
+        assert shown.text == f"{scores[node_id]:.3f}"
+        assert float(shown.get_attribute("data-score")) == pytest.approx(scores[node_id])
+        # keyboard: j moves to the next problem
+        driver.find_element(By.TAG_NAME, "body").send_keys("j")
+        _wait_for(driver, "return document.querySelector('.problem-item.current')"
+                          f".getAttribute('data-index') !== '{problem_id}'")
+        driver.find_element(By.TAG_NAME, "body").send_keys("k")
+        _wait_for(driver, "return document.querySelector('.problem-item.current')"
+                          f".getAttribute('data-index') === '{problem_id}'")
+        closed = _wait_for(driver, "return document.querySelector("
+                           "'#problem-view li.node[aria-expanded=\"false\"]')")
+        closed.find_element(By.CSS_SELECTOR, ".node-row").click()
+        screenshot = OUTPUT / "report-tree.png"
+        driver.save_screenshot(str(screenshot))
+        errors = [entry for entry in driver.get_log("browser") if entry["level"] == "SEVERE"]
+    assert screenshot.stat().st_size > 10_000
+    assert not errors, errors
