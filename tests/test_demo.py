@@ -33,6 +33,12 @@ def test_demo_prints_the_table_and_saves_a_run(tmp_path):
         accuracy = sum(r["correct"] for r in rows) / len(rows)
         line = next(line for line in result.stdout.splitlines() if f"│ {method} " in line)
         assert f"{accuracy:.1%}" in line
+    # and the run's report beside it, with the same five searches in its viewer
+    assert f"report: {out / 'report.html'}" in result.stdout
+    html = (out / "report.html").read_text()
+    assert html.count('type="application/x-ttscale-problem"') == 2
+    assert '"searches": ["greedy@1", "majority@4", "bon@4", "beam@4", "dvts@4"]' in html
+    assert (out / "report-files" / "accuracy_vs_flops.png").stat().st_size > 10_000
 
 
 def test_solve_json_gives_answer_and_steps():

@@ -200,10 +200,12 @@ def demo(
     out_dir: Annotated[Path, typer.Option("--out")] = Path("runs/demo"),
     model: ModelOpt = None,
     threads: ThreadsOpt = None,
+    report: Annotated[bool, typer.Option(help="Write the run's HTML report beside it.")] = True,
     verbose: bool = False,
 ) -> None:
     """The main job on the embedded model: greedy vs majority vote vs Best-of-N vs beam search
-    vs DVTS on a small GSM8K subset, as a table (and a saved, resumable run)."""
+    vs DVTS on a small GSM8K subset, as a table, a saved resumable run, and its HTML report
+    (curves, tables, every search tree)."""
     setup_logging(verbose)
     try:
         from ttscale.rewards import load_scorer
@@ -223,6 +225,15 @@ def demo(
         fail(str(error))
     _print_summary(outcome, config, f"ttscale demo: GSM8K test, first {limit} problems, "
                                     f"{policy.info.name}, N={n}, M={width}, scorer confidence")
+    if report:
+        from ttscale.report import build_report
+
+        try:
+            files = build_report([out_dir], out_dir / "report.html", formats=("png",))
+        except TTScaleError as error:
+            fail(f"the run finished but its report could not be written: {error}")
+        out.print(f"report: {files.html} (open it in a browser; tables and figures in "
+                  f"{files.html.with_name('report-files')})")
 
 
 @app.command()

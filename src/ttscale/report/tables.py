@@ -234,7 +234,7 @@ def _outcomes(run: RunData) -> dict[tuple[str, int], dict[str, tuple[bool, float
 
 
 def compare_table(a: RunData, b: RunData) -> Table:
-    """Each method and budget both runs have, on the problems both solved: accuracies, the
+    """Each method and budget both runs have, on the problems both answered: accuracies, the
     paired-bootstrap difference, and FLOPs."""
     from ttscale.report.curves import _method_rank
 
@@ -257,7 +257,7 @@ def compare_table(a: RunData, b: RunData) -> Table:
                           "to compare: compare runs of the same dataset and methods")
     return Table(f"A = {a.run_id} against B = {b.run_id}", COMPARE_COLUMNS, tuple(rows),
                  runs_footer([a, b]),
-                 "Δ is paired over the problems both runs solved: 95 % bootstrap interval.")
+                 "Δ is paired over the problems both runs answered: 95 % bootstrap interval.")
 
 
 def _mean_or_none(values: list[float | None]) -> float | None:

@@ -321,6 +321,24 @@
     search.candidates.forEach(function (c, k) {
       candidates.set(c[0], { index: k, answer: c[1], correct: c[2], score: c[3], chosen: k === search.selected });
     });
+    // the one candidate a subtree leads to (a Best-of-N sample is a chain): shown on its
+    // first row, so a closed tree still says where each branch ends
+    var stack = root ? [[root, false]] : [];
+    while (stack.length) {
+      var top = stack.pop();
+      var item = top[0];
+      if (!top[1]) {
+        stack.push([item, true]);
+        item.children.forEach(function (child) { stack.push([child, false]); });
+        continue;
+      }
+      var own = candidates.get(item.id);
+      var below = own ? [own] : [];
+      for (var c = 0; c < item.children.length && below.length < 2; c++) {
+        below = below.concat(item.children[c].leads || []);
+      }
+      item.leads = below.slice(0, 2);
+    }
     var chosenPath = [];
     var selected = search.candidates[search.selected];
     if (selected) {
@@ -350,12 +368,18 @@
     var text = el("span", "step-text clipped", node.text);
     row.appendChild(text);
     var candidate = tree.candidates.get(node.id);
+    if (!candidate && node.leads && node.leads.length === 1) {
+      var lead = node.leads[0];
+      row.insertBefore(el("span", "leads " + (lead.correct ? "right" : "wrong"),
+        "leads to " + (lead.answer === null ? "no answer" : lead.answer) + (lead.correct ? " ✓" : " ✗") +
+        " · solution score " + fmtScore(lead.score) + (lead.chosen ? " ★ chosen" : "")), text);
+    }
     if (candidate) {
       var end = el("span", "candidate " + (candidate.correct ? "right" : "wrong"),
         "→ " + (candidate.answer === null ? "no answer" : candidate.answer) + (candidate.correct ? " ✓" : " ✗") +
         " · solution score " + fmtScore(candidate.score) + (candidate.chosen ? " ★ chosen" : ""));
       if (candidate.chosen) item.classList.add("chosen-leaf");
-      row.appendChild(end);
+      row.insertBefore(end, text);
     }
     item.appendChild(row);
     if (hasChildren) item.setAttribute("aria-expanded", "false");
