@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ttscale.errors import ConfigError
-from ttscale.records import MANIFEST_FILE, RECORDS_FILE, read_records
+from ttscale.records import MANIFEST_FILE, RECORDS_FILE
 
 logger = logging.getLogger(__name__)
 
@@ -25,8 +25,18 @@ class RunData:
     run_id: str  # the folder's name, made unique among the runs of one report
     digest: str  # first 8 hex digits of the sha256 of the run's identity
     manifest: dict
-    records: list[dict]
+    records: list[dict]  # without their trees, which stay on disk until the viewer reads them
     skipped: list[str] = field(default_factory=list)  # one line per record left out, and why
+    offsets: dict[str, int] = field(default_factory=dict)  # record key -> byte offset
+
+    def trees(self, records: list[dict]) -> list[list[dict]]:
+        """The search trees of ``records`` (records of this run), read back from the file."""
+        trees = []
+        with (self.path / RECORDS_FILE).open("rb") as handle:
+            for record in records:
+                handle.seek(self.offsets[record["key"]])
+                trees.append(json.loads(handle.readline()).get("tree") or [])
+        return trees
 
     @property
     def policy(self) -> str:
@@ -72,21 +82,8 @@ def load_run(path: Path) -> RunData:
     else:
         logger.warning("%s has no %s: the report goes on without the run's settings",
                        path, MANIFEST_FILE)
-    loaded = read_records(records_path)
-    skipped = [f"{records_path} line {number}: {reason}" for number, reason in loaded.bad_lines]
-    records = []
-    seen: set[str] = set()
-    for record in loaded.records:
-        missing = [name for name in REQUIRED_FIELDS if name not in record]
-        if missing:
-            skipped.append(f"{records_path} record {record['key']}: no {', '.join(missing)}")
-            continue
-        if record["key"] in seen:  # a duplicate would count the problem twice
-            skipped.append(f"{records_path} record {record['key']}: a second copy of this key")
-            continue
-        seen.add(record["key"])
-        records.append(record)
-    for line in skipped[len(loaded.bad_lines):]:
+    records, offsets, skipped = _read_without_trees(records_path)
+    for line in skipped:
         logger.warning("%s skipped", line)
     if not records:
         raise ConfigError(f"{records_path} holds no usable record: run `ttscale run` into "
@@ -94,7 +91,40 @@ def load_run(path: Path) -> RunData:
     identity = json.dumps(manifest.get("identity", {}), sort_keys=True)
     digest = hashlib.sha256(identity.encode()).hexdigest()[:8]
     return RunData(path=path, run_id=path.resolve().name, digest=digest, manifest=manifest,
-                   records=records, skipped=skipped)
+                   records=records, skipped=skipped, offsets=offsets)
+
+
+def _read_without_trees(path: Path) -> tuple[list[dict], dict[str, int], list[str]]:
+    """Every usable record, its tree left on disk (trees are most of a run's bytes: a report
+    of 500 problems x 256 samples would otherwise hold gigabytes), with the byte offset of
+    its line; and one message per line left out."""
+    records, offsets, skipped = [], {}, []
+    offset = 0
+    with path.open("rb") as handle:
+        for number, raw in enumerate(handle, start=1):
+            start, offset = offset, offset + len(raw)
+            if not raw.strip():
+                continue
+            try:
+                record = json.loads(raw)
+            except (json.JSONDecodeError, UnicodeDecodeError) as error:
+                reason = getattr(error, "msg", None) or "not UTF-8"
+                skipped.append(f"{path} line {number}: not valid JSON ({reason})")
+                continue
+            if not isinstance(record, dict) or "key" not in record:
+                skipped.append(f"{path} line {number}: not a ttscale record (no 'key')")
+                continue
+            missing = [name for name in REQUIRED_FIELDS if name not in record]
+            if missing:
+                skipped.append(f"{path} record {record['key']}: no {', '.join(missing)}")
+                continue
+            if record["key"] in offsets:  # a duplicate would count the problem twice
+                skipped.append(f"{path} record {record['key']}: a second copy of this key")
+                continue
+            record.pop("tree", None)
+            offsets[record["key"]] = start
+            records.append(record)
+    return records, offsets, skipped
 
 
 def load_runs(paths: list[Path]) -> list[RunData]:

@@ -76,20 +76,21 @@ def _node_row(node: dict) -> list:
     return row
 
 
-def _run_part(records: list[dict]) -> dict:
+def _run_part(run: RunData, records: list[dict]) -> dict:
     """One run's searches of one problem. Pooled records share one node table."""
     trees: list[list[list]] = []
     pooled_tree: dict[int, list] | None = None
     pooled_index: int | None = None
     searches = []
-    for record in sorted(records, key=lambda r: _method_rank(_search_label(r))):
-        nodes = record.get("tree") or []
+    records = sorted(records, key=lambda r: _method_rank(_search_label(r)))
+    for record, nodes in zip(records, run.trees(records), strict=True):
         if record.get("pool_size") is not None:
             if pooled_tree is None:
                 pooled_tree, pooled_index = {}, len(trees)
                 trees.append([])
             for node in nodes:
-                pooled_tree.setdefault(node["id"], _node_row(node))
+                if node["id"] not in pooled_tree:
+                    pooled_tree[node["id"]] = _node_row(node)
             tree_index = pooled_index
         else:
             tree_index = len(trees)
@@ -119,7 +120,7 @@ def _run_part(records: list[dict]) -> dict:
 
 def encode_chunk(data: dict) -> str:
     raw = json.dumps(data, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
-    return base64.b64encode(gzip.compress(raw, compresslevel=6, mtime=0)).decode("ascii")
+    return base64.b64encode(gzip.compress(raw, compresslevel=4, mtime=0)).decode("ascii")
 
 
 def decode_chunk(chunk: str) -> dict:
@@ -153,7 +154,8 @@ def viewer_data(runs: Sequence[RunData], bins: Bins) -> ViewerData:
         chunks.append(encode_chunk({
             "id": pid, "problem": text, "reference": first.get("reference"),
             "level": first.get("level"), "bin": bins.of_problem.get(pid),
-            "runs": [_run_part(group[pid]) if pid in group else None for group in per_run],
+            "runs": [_run_part(run, group[pid]) if pid in group else None
+                     for run, group in zip(runs, per_run, strict=True)],
         }))
     index = {
         "runs": [{"id": run.run_id, "digest": run.digest, "policy": run.policy,

@@ -39,8 +39,27 @@
   // ---- math ------------------------------------------------------------------------------
   var DOLLAR_MATH = /\$[^$\n]*[\\^_{][^$\n]*\$/; // $...$ that holds markup, not prices
 
+  // \boxed{...} written outside any math delimiters (as small models do) is still math
+  function wrapBoxed(text) {
+    if (text.indexOf("\\boxed{") < 0 || /\$|\\\(|\\\[/.test(text)) return text;
+    var out = "", at = 0, start;
+    while ((start = text.indexOf("\\boxed{", at)) >= 0) {
+      var depth = 0, end = -1;
+      for (var i = start + 6; i < text.length; i++) {
+        if (text[i] === "{") depth++;
+        else if (text[i] === "}" && --depth === 0) { end = i; break; }
+      }
+      if (end < 0) break;
+      out += text.slice(at, start) + "\\(" + text.slice(start, end + 1) + "\\)";
+      at = end + 1;
+    }
+    return out + text.slice(at);
+  }
+
   function renderMath(node) {
     if (typeof window.renderMathInElement !== "function") return;
+    var wrapped = wrapBoxed(node.textContent);
+    if (wrapped !== node.textContent) node.textContent = wrapped;
     var text = node.textContent;
     if (text.indexOf("\\") < 0 && text.indexOf("$") < 0) return;
     var delimiters = [
@@ -288,8 +307,11 @@
     body.appendChild(el("div", "search-summary", summaryLine(search)));
     if (search.plan) {
       var plan = search.plan;
-      body.appendChild(el("div", "plan-line", "planner: predicted " + plan.bin + " → " + plan.method +
-        "@" + plan.n + (plan.reason ? " (" + plan.reason + ")" : "")));
+      var probe = plan.probe || {};
+      body.appendChild(el("div", "plan-line", "planner (" + (plan.plan || plan.source) + "): predicted " +
+        plan.predicted_bin + (probe.samples ? " from a probe of " + probe.samples + " samples (agreement " +
+        fmtScore(probe.agreement) + ")" : "") + " → " + plan.method + "@" + plan.n +
+        (plan.reason ? " · " + plan.reason : "")));
     }
     var tree = buildTree(part.trees[search.tree], search);
     var container = el("ul", "tree");
@@ -462,7 +484,14 @@
   function expandPath(container, tree, path) {
     var scope = container;
     for (var k = 0; k < path.length; k++) {
-      var item = scope.querySelector(':scope > li.node[data-node="' + path[k] + '"]');
+      var selector = ':scope > li.node[data-node="' + path[k] + '"]';
+      var item = scope.querySelector(selector);
+      var more;
+      // the chosen branch may sit past the first page of a wide node's children
+      while (!item && (more = scope.querySelector(":scope > li.more > .more-button"))) {
+        more.click();
+        item = scope.querySelector(selector);
+      }
       if (!item) return;
       if (k < path.length - 1) toggleNode(item, tree, item._node, true);
       scope = item.querySelector(":scope > ul") || scope;
@@ -470,9 +499,11 @@
   }
 
   // ---- keyboard --------------------------------------------------------------------------
+  // rows not inside a closed branch, found from the DOM's structure (asking the layout,
+  // e.g. offsetParent, would lay out every row of a large open tree)
   function visibleRows() {
     return Array.prototype.filter.call(document.querySelectorAll("#problem-view .node-row"), function (row) {
-      return row.offsetParent !== null;
+      return !row.closest("ul[hidden], .search-body[hidden]");
     });
   }
 
@@ -544,7 +575,15 @@
         if (current >= 0) openProblem(current);
       });
     });
-    document.getElementById("filter-text").addEventListener("input", applyFilter);
+    var typing = null;  // filter once typing pauses, not at every key
+    document.getElementById("filter-text").addEventListener("input", function () {
+      clearTimeout(typing);
+      typing = setTimeout(applyFilter, 120);
+    });
+    document.getElementById("filter-text").addEventListener("change", function () {
+      clearTimeout(typing);  // Enter or leaving the box: at once
+      applyFilter();
+    });
     document.querySelectorAll("[data-tab]").forEach(function (button) {
       button.addEventListener("click", function () { showTab(button.getAttribute("data-tab")); });
     });
