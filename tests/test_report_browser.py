@@ -39,6 +39,15 @@ def _need_browser() -> None:
     pytest.skip("no Debian chromium + chromium-driver (make install-browser)")
 
 
+def _shown(driver, index: str):
+    """Wait until problem ``index`` of the list is open and drawn (opening is asynchronous)."""
+    _wait_for(driver, "var view = document.getElementById('problem-view');"
+                      "var current = document.querySelector('.problem-item.current');"
+                      f"return current && current.getAttribute('data-index') === '{index}'"
+                      " && view.getAttribute('aria-busy') === 'false'"
+                      " && view.querySelector('.search-tab') !== null")
+
+
 def _wait_for(driver, script: str, timeout_s: float = 30.0):
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
@@ -80,12 +89,18 @@ def test_report_draws_plots_and_opens_a_tree_node(report_of_a_real_run):
             "          div.querySelectorAll('.scatterlayer .trace').length]; })")
         assert len(drawn) == 2 and all(flag == "1" and traces > 0 for flag, traces in drawn)
         driver.save_screenshot(str(OUTPUT / "report-curves.png"))
+        # the inlined KaTeX loaded (no network here) and renders
+        assert driver.execute_script(
+            "var box = document.createElement('span');"
+            "box.textContent = '\\\\(\\\\frac{1}{2}\\\\)'; renderMathInElement(box);"
+            "return box.querySelectorAll('.katex .mfrac').length")
 
         driver.find_element(By.CSS_SELECTOR, '[data-tab="trees"]').click()
         items = driver.find_elements(By.CSS_SELECTOR, "#problems li.problem-item")
         assert len(items) == 2
         problem_id = items[0].get_attribute("data-index")
         items[0].click()
+        _shown(driver, problem_id)
         driver.find_element(By.CSS_SELECTOR, '.search-tab[data-search="beam@4"]').click()
         shown_id = driver.execute_script(
             "return JSON.parse(document.getElementById('ttscale-index').textContent)"
@@ -108,11 +123,21 @@ def test_report_draws_plots_and_opens_a_tree_node(report_of_a_real_run):
         _wait_for(driver, "return document.querySelector('.problem-item.current')"
                           f".getAttribute('data-index') !== '{problem_id}'")
         driver.find_element(By.TAG_NAME, "body").send_keys("k")
-        _wait_for(driver, "return document.querySelector('.problem-item.current')"
-                          f".getAttribute('data-index') === '{problem_id}'")
+        _shown(driver, problem_id)
         closed = _wait_for(driver, "return document.querySelector("
                            "'#problem-view li.node[aria-expanded=\"false\"]')")
         closed.find_element(By.CSS_SELECTOR, ".node-row").click()
+        # the outcome filter lists exactly the problems whose beam@4 answer was wrong
+        wrong = sorted(r["problem_id"] for r in records if r["key"].endswith("|beam|4")
+                       and not r["correct"])
+        driver.execute_script("document.getElementById('filter-search').value = 'beam@4';"
+                              "var s = document.getElementById('filter-outcome');"
+                              "s.value = 'wrong'; s.dispatchEvent(new Event('change'));")
+        listed = [item.find_element(By.CSS_SELECTOR, ".problem-id").text for item in
+                  driver.find_elements(By.CSS_SELECTOR, "#problems li.problem-item")]
+        assert sorted(listed) == wrong
+        driver.execute_script("var s = document.getElementById('filter-outcome');"
+                              "s.value = 'all'; s.dispatchEvent(new Event('change'));")
         screenshot = OUTPUT / "report-tree.png"
         driver.save_screenshot(str(screenshot))
         errors = [entry for entry in driver.get_log("browser") if entry["level"] == "SEVERE"]

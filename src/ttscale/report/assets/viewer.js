@@ -12,6 +12,7 @@
   var cache = new Map();
   var filtered = [];
   var current = -1;
+  var openCount = 0;
   var state = { search: {} }; // run index -> chosen search label
 
   window.ttscaleReport = { ready: false, timings: {}, openProblem: openProblem };
@@ -210,13 +211,16 @@
       if (on) item.scrollIntoView({ block: "nearest" });
     });
     var view = document.getElementById("problem-view");
+    var token = ++openCount;  // keys pressed quickly: only the last problem asked for is drawn
     view.setAttribute("aria-busy", "true");
     return loadProblem(i).then(function (data) {
+      if (token !== openCount) return data;
       renderProblem(view, data);
       view.setAttribute("aria-busy", "false");
       window.ttscaleReport.timings.openMs = performance.now() - started;
       return data;
     }, function (error) {
+      if (token !== openCount) return;
       view.textContent = "";
       view.appendChild(el("p", "error", String(error.message || error)));
       view.setAttribute("aria-busy", "false");
