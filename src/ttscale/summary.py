@@ -9,6 +9,11 @@ from dataclasses import dataclass
 METHOD_ORDER = ("greedy", "majority", "bon", "beam", "dvts", "auto")
 
 
+def method_rank(method: str) -> tuple[int, str]:
+    """Sort key of a method: the order of METHOD_ORDER, unknown methods last by name."""
+    return (METHOD_ORDER.index(method) if method in METHOD_ORDER else 99, method)
+
+
 @dataclass(frozen=True)
 class SummaryRow:
     method: str
@@ -27,7 +32,7 @@ def summarize(records: Iterable[dict], keys: Sequence[tuple[str, int]] | None = 
     for record in records:
         grouped[(record["method"], record["n"])].append(record)
     wanted = list(keys) if keys is not None else sorted(
-        grouped, key=lambda k: (METHOD_ORDER.index(k[0]) if k[0] in METHOD_ORDER else 99, k[1]))
+        grouped, key=lambda k: (method_rank(k[0]), k[1]))
     rows = []
     for method, n in wanted:
         group = grouped.get((method, n), [])

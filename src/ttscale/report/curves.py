@@ -17,7 +17,7 @@ from ttscale.planner.difficulty import (
 )
 from ttscale.planner.stats import Estimate, bootstrap_mean
 from ttscale.report.runs import RunData
-from ttscale.summary import METHOD_ORDER
+from ttscale.summary import method_rank
 
 logger = logging.getLogger(__name__)
 
@@ -118,10 +118,6 @@ def difficulty_bins(spec: str, runs: Sequence[RunData], source: RunData | None =
                 f"pass@1 from the samples of run {run.run_id} ({described})")
 
 
-def _method_rank(method: str) -> tuple[int, str]:
-    return (METHOD_ORDER.index(method) if method in METHOD_ORDER else 99, method)
-
-
 def _point(n: int, outcomes: list[tuple[bool, float | None]]) -> Point:
     accuracy = bootstrap_mean([float(ok) for ok, _ in outcomes])
     flops = [f for _, f in outcomes]
@@ -166,7 +162,7 @@ def run_series(run: RunData, bins: Bins) -> list[Series]:
     def shown_first(key: tuple[str, str]) -> tuple:
         reference = key[0] in (PASS, MAJORITY)
         hidden = not reference and key[1] != defaults.get(key[0])
-        return (hidden, reference, _method_rank(key[0]), key[1])
+        return (hidden, reference, method_rank(key[0]), key[1])
 
     order = sorted(outcomes, key=shown_first)
     for facet in bins.facets():

@@ -15,7 +15,7 @@ from ttscale.errors import ConfigError
 from ttscale.planner.stats import Estimate, bootstrap_mean, paired_difference
 from ttscale.report.curves import ALL, MAJORITY, PASS, Series
 from ttscale.report.runs import RunData
-from ttscale.summary import format_flops
+from ttscale.summary import format_flops, method_rank
 
 
 @dataclass(frozen=True)
@@ -236,11 +236,9 @@ def _outcomes(run: RunData) -> dict[tuple[str, int], dict[str, tuple[bool, float
 def compare_table(a: RunData, b: RunData) -> Table:
     """Each method and budget both runs have, on the problems both answered: accuracies, the
     paired-bootstrap difference, and FLOPs."""
-    from ttscale.report.curves import _method_rank
-
     first, second = _outcomes(a), _outcomes(b)
     rows = []
-    for key in sorted(set(first) & set(second), key=lambda k: (_method_rank(k[0]), k[1])):
+    for key in sorted(set(first) & set(second), key=lambda k: (method_rank(k[0]), k[1])):
         shared = sorted(set(first[key]) & set(second[key]))
         if not shared:
             continue

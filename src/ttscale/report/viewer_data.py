@@ -29,7 +29,7 @@ from ttscale.datasets import load_dataset
 from ttscale.errors import TTScaleError
 from ttscale.report.curves import Bins
 from ttscale.report.runs import RunData
-from ttscale.summary import METHOD_ORDER
+from ttscale.summary import method_rank
 
 logger = logging.getLogger(__name__)
 
@@ -63,9 +63,9 @@ def _search_label(record: dict) -> str:
     return f"{record['method']}@{record['n']}"
 
 
-def _method_rank(label: str) -> tuple[int, int]:
+def _label_rank(label: str) -> tuple[tuple[int, str], int]:
     method, _, n = label.partition("@")
-    return (METHOD_ORDER.index(method) if method in METHOD_ORDER else 99, int(n or 0))
+    return (method_rank(method), int(n or 0))
 
 
 def _node_row(node: dict) -> list:
@@ -82,7 +82,7 @@ def _run_part(run: RunData, records: list[dict]) -> dict:
     pooled_tree: dict[int, list] | None = None
     pooled_index: int | None = None
     searches = []
-    records = sorted(records, key=lambda r: _method_rank(_search_label(r)))
+    records = sorted(records, key=lambda r: _label_rank(_search_label(r)))
     for record, nodes in zip(records, run.trees(records), strict=True):
         if record.get("pool_size") is not None:
             if pooled_tree is None:
@@ -137,7 +137,7 @@ def viewer_data(runs: Sequence[RunData], bins: Bins) -> ViewerData:
             grouped.setdefault(record["problem_id"], []).append(record)
             order.setdefault(record["problem_id"], None)
         per_run.append(grouped)
-    labels = sorted({_search_label(r) for run in runs for r in run.records}, key=_method_rank)
+    labels = sorted({_search_label(r) for run in runs for r in run.records}, key=_label_rank)
     problems, chunks = [], []
     for pid in order:
         first = next(group[pid][0] for group in per_run if pid in group)
