@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 export CMAKE_BUILD_PARALLEL_LEVEL ?= 2
 export HF_HUB_OFFLINE := 1
 
-.PHONY: demo test test-fast lint install install-test install-browser clean
+.PHONY: demo test test-fast bench-smoke lint install install-test install-browser clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -37,6 +37,12 @@ test: install-test install-browser
 
 test-fast: install-test
 	$(BIN)/python -m pytest -q -m "not slow"
+
+# the throughput benchmark at a small size (the full one: python benchmarks/throughput.py)
+bench-smoke: install
+	$(BIN)/python benchmarks/throughput.py --problems 4 --n 8 --width 4 --parallel 4 \
+		--max-depth 4 --max-step-tokens 48 --raw-sizes 16 --raw-tokens 32 \
+		--n-ctx 8192 --out $${TMPDIR:-/tmp}/ttscale-throughput-smoke.json
 
 lint: install-test
 	$(BIN)/ruff check src tests benchmarks

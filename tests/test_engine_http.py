@@ -458,3 +458,33 @@ def test_cli_run_through_the_server(server_url: str, tmp_path: Path) -> None:
     assert scores and any(s != 0.5 for s in scores)
     assert bon["ledger"]["policy_tokens"]["generated"] > 0
     assert bon["ledger"]["policy_parameters"] == 135_000_000  # read from the model's name
+
+
+def test_requests_in_flight_stay_within_concurrency(server_url: str) -> None:
+    """Three problems' calls at once, eight samples each, against a bound of three: requests
+    wait for a free place instead of piling onto the server."""
+
+    class Counting(OpenAICompletionsEngine):
+        in_flight = peak = 0
+
+        async def _complete(self, client, kwargs):
+            Counting.in_flight += 1
+            Counting.peak = max(Counting.peak, Counting.in_flight)
+            try:
+                return await super()._complete(client, kwargs)
+            finally:
+                Counting.in_flight -= 1
+
+    engine = Counting(server_url, concurrency=3, timeout=60)
+
+    async def go():
+        try:
+            return await asyncio.gather(*(
+                engine.extend([f"Problem {k}: 2 + {k} ="], 8, [], 2, 0.8, 1.0, k)
+                for k in range(3)))
+        finally:
+            await engine.close()
+
+    replies = asyncio.run(go())
+    assert [len(row) for [row] in replies] == [8, 8, 8]
+    assert Counting.peak == 3 and Counting.in_flight == 0

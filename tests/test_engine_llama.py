@@ -10,6 +10,7 @@ and log-probabilities agree with the engine's (to 1e-4 here; 1e-3 is asserted)."
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -42,6 +43,10 @@ THREADS = 1
 
 
 
+def uncached(rows: list[list[Continuation]]) -> list[list[Continuation]]:
+    return [[replace(c, cached_prompt_tokens=0) for c in row] for row in rows]
+
+
 def common_length(a: Sequence[int], b: Sequence[int]) -> int:
     length = 0
     for x, y in zip(a, b, strict=False):
@@ -63,7 +68,7 @@ def engine() -> Iterator[LlamaCppEngine]:
 
 @pytest.fixture(scope="module")
 def small_engine() -> Iterator[LlamaCppEngine]:
-    """Three sample slots (sequence 0 holds the shared prefix) and a 256-token cache."""
+    """Three sequences for samples (a fourth is scratch) and a 256-token cache."""
     policy = LlamaCppEngine(n_ctx=256, n_seq_max=4, n_threads=THREADS)
     yield policy
     policy.free()
@@ -101,7 +106,11 @@ def test_shapes_and_per_token_fields(engine: LlamaCppEngine) -> None:
 def test_same_call_gives_same_samples(engine: LlamaCppEngine) -> None:
     first = extend(engine, [PROMPT, OTHER], 2, seed=11)
     second = extend(engine, [PROMPT, OTHER], 2, seed=11)
-    assert first == second  # texts, log-probabilities, offsets and token counts alike
+    # texts, log-probabilities, offsets and token counts alike; only what the cache served
+    # differs (the second call finds both prompts cached)
+    assert uncached(first) == uncached(second)
+    assert sum(c.cached_prompt_tokens for row in second for c in row) > sum(
+        c.cached_prompt_tokens for row in first for c in row)
 
 
 def test_first_samples_do_not_depend_on_n(engine: LlamaCppEngine) -> None:
@@ -224,55 +233,47 @@ def test_max_tokens_ends_with_length(engine: LlamaCppEngine, greedy: Continuatio
 
 
 # -- prompt caching is reported honestly -------------------------------------------------------
-def expected_computed(held: list[int], lists: list[list[int]]) -> tuple[int, list[int]]:
-    """What a call should compute, by the engine's design: the prefix common to all its
-    prefixes (less what the shared sequence already ``held``) once, then each prefix's own
-    tokens once. Returns that count and what the shared sequence holds afterwards."""
-    shared = min(min(common_length(lists[0], t) for t in lists), min(map(len, lists)) - 1)
-    reused = min(shared, common_length(held, lists[0]))
-    return shared - reused + sum(len(t) - shared for t in lists), lists[0][:shared]
-
-
 def test_cached_prompt_tokens_are_honest() -> None:
     policy = LlamaCppEngine(n_ctx=1024, n_threads=THREADS)
+    tree = policy._batcher.tree
+
+    def call(prefixes: list[str], n: int) -> tuple[list[list[Continuation]], list[int]]:
+        """Each prefix should compute what the cache does not hold (and always its last
+        token, for its logits), charged to its first sample; and every prompt token the
+        engine decoded is reported, once."""
+        lists = [policy.tokenize(p) for p in prefixes]
+        expected = [len(t) - min(tree.match(t).length, len(t) - 1) for t in lists]
+        decoded = policy.stats["computed_prompt_tokens"]
+        rows = extend(policy, prefixes, n, max_tokens=8, seed=4)
+        computed = [sum(c.computed_prompt_tokens for c in row) for row in rows]
+        assert computed == expected
+        assert sum(computed) == policy.stats["computed_prompt_tokens"] - decoded
+        for prefix, row in zip(prefixes, rows, strict=True):
+            assert row[0].computed_prompt_tokens >= 1  # each prefix computes its last token
+            assert all(c.cached_prompt_tokens == c.prompt_tokens for c in row[1:])
+            for c in row:
+                check_continuation(policy, prefix, c, 8)
+        return rows, computed
+
     try:
         prompt = policy.tokenize(PROMPT)
         # a fresh engine computes the whole prompt once, for the first sample only
-        [row] = extend(policy, [PROMPT], 3, max_tokens=8, seed=4)
+        [row], _ = call([PROMPT], 3)
         assert [c.cached_prompt_tokens for c in row] == [0, len(prompt), len(prompt)]
-        assert row[0].computed_prompt_tokens == len(prompt)
-        held = prompt[:-1]  # the shared sequence keeps all but the last token
 
-        # the next step extends the prompt: the shared sequence is reused across calls
+        # the next step extends a sample: its cached tokens (prompt and generated text) are
+        # reused, and only where the text re-tokenises differently is computed again
         step = PROMPT + row[0].text
-        tokens = policy.tokenize(step)
-        [again] = extend(policy, [step], 2, max_tokens=8, seed=4)
-        reused = common_length(held, tokens)
-        assert reused >= len(prompt) - 2  # only the join of prompt and text may re-tokenise
-        assert again[0].cached_prompt_tokens == reused
-        assert again[1].cached_prompt_tokens == again[1].prompt_tokens == len(tokens)
-        held = tokens[:-1]
+        _, [computed] = call([step], 2)
+        assert computed <= 3
 
-        # several prefixes in one call: the part common to all is computed at most once, then
-        # each prefix's own tokens once (a part shared by only some prefixes is computed once
-        # per prefix: the design charges it that way, and so the report must)
-        two_steps = [step + " Tom", step + " So"]
-        mixed = [step + " Tom", OTHER, step]
-        for prefixes in (two_steps, mixed):
-            lists = [policy.tokenize(p) for p in prefixes]
-            rows = extend(policy, prefixes, 2, max_tokens=6, seed=4)
-            computed = sum(c.computed_prompt_tokens for row in rows for c in row)
-            expected, held = expected_computed(held, lists)
-            assert computed == expected
-            distinct = {tuple(t[:i]) for t in lists for i in range(1, len(t) + 1)}
-            if prefixes is two_steps:
-                assert computed <= len(distinct)
-            assert computed <= sum(map(len, lists))
-            for prefix, row in zip(prefixes, rows, strict=True):
-                assert row[0].computed_prompt_tokens >= 1  # each prefix computes its last token
-                assert all(c.cached_prompt_tokens == c.prompt_tokens for c in row[1:])
-                for c in row:
-                    check_continuation(policy, prefix, c, 6)
+        # two continuations of the step, then a mix with another problem: each computes only
+        # its own new tokens
+        _, computed = call([step + " Tom", step + " So"], 2)
+        assert all(c <= 3 for c in computed)
+        _, computed = call([step + " Tom", OTHER, step], 2)
+        assert computed[1] >= len(policy.tokenize(OTHER)) - 3  # OTHER is new but for "Problem:"
+        assert computed[0] <= 2 and computed[2] == 1
     finally:
         policy.free()
 
@@ -286,7 +287,8 @@ def test_more_samples_than_slots_are_decoded_in_waves(engine: LlamaCppEngine,
     assert [c.text for c in row] == texts(extend(engine, [PROMPT], 7, max_tokens=10, seed=6))[0]
     assert [c.text for c in row] == texts(extend(small_engine, [PROMPT], 7, max_tokens=10,
                                                  seed=6))[0]
-    # waves of three: the first sample of each wave computes the prefix's last token again
+    # waves of three (four sequences, one of them the decode loop's scratch): the first
+    # sample of each later wave computes the prefix's last token again
     prompt_tokens = len(small_engine.tokenize(PROMPT))
     assert [c.computed_prompt_tokens for c in row[1:]] == [0, 0, 1, 0, 0, 1]
     assert all(c.prompt_tokens == prompt_tokens for c in row)

@@ -57,8 +57,10 @@ def _config(methods=("majority", "bon", "beam"), budgets=(2, 4), limit=2, settin
                      budgets=budgets, scorer="confidence", settings=settings)
 
 
-def _run(config, policy, run_dir):
-    return asyncio.run(run(config, policy, load_scorer(config.scorer), run_dir, PromptFormat()))
+def _run(config, policy, run_dir, parallel=1):
+    """One problem at a time (the bit-reproducible mode) unless told otherwise."""
+    return asyncio.run(run(config, policy, load_scorer(config.scorer), run_dir, PromptFormat(),
+                           parallel=parallel))
 
 
 def _stable(record: dict) -> dict:
@@ -136,7 +138,7 @@ def _cli_run(out: Path, limit: int) -> list[str]:
     return [sys.executable, "-m", "ttscale.cli", "run", "--dataset", "gsm8k",
             "--limit", str(limit), "--method", "bon,beam", "--n", "2", "--width", "2",
             "--max-step-tokens", "40", "--max-solution-tokens", "160", "--max-depth", "4",
-            "--n-ctx", "8192", "--out", str(out)]
+            "--n-ctx", "8192", "--parallel", "1", "--out", str(out)]
 
 
 @pytest.mark.slow

@@ -59,7 +59,7 @@ def _default_run_dir(config, policy, plan=None) -> Path:
     return Path("runs") / f"{config.dataset.name}-{'-'.join(config.methods)}-{digest}"
 
 
-def _run_with_progress(config, policy, scorer, run_dir, prompt, plan=None):
+def _run_with_progress(config, policy, scorer, run_dir, prompt, plan=None, parallel=None):
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
 
     from ttscale.runner import run
@@ -72,8 +72,9 @@ def _run_with_progress(config, policy, scorer, run_dir, prompt, plan=None):
         def advance(done: int, total: int) -> None:
             progress.update(task, completed=done, total=total)
 
+        extra = {} if parallel is None else {"parallel": parallel}
         return asyncio.run(run(config, policy, scorer, run_dir, prompt, on_problem_done=advance,
-                               plan=plan))
+                               plan=plan, **extra))
 
 
 def _print_summary(outcome, config, title: str) -> None:
@@ -94,6 +95,12 @@ def _print_summary(outcome, config, title: str) -> None:
     if outcome.skipped_bad_lines:
         note += f"; {outcome.skipped_bad_lines} unreadable line(s) skipped (see warnings)"
     out.print(note, highlight=False)
+    if outcome.failures:
+        for failure in outcome.failures:
+            console.print(f"[red]problem {failure.problem_id} failed:[/red] {failure.message}",
+                          highlight=False)
+        fail(f"{len(outcome.failures)} problem(s) failed and have no records; the others were "
+             "saved. Fix the cause and rerun the same command to finish them.")
 
 
 @app.command()
@@ -144,6 +151,12 @@ def run(
     dtype: DtypeOpt = "auto",
     prompt: PromptOpt = "fewshot",
     chat_template: TemplateOpt = None,
+    parallel: Annotated[int, typer.Option(
+        help="problems searched at once; their engine calls batch together (1: one after "
+             "another)")] = 8,
+    concurrency: Annotated[int, typer.Option(
+        help="--engine openai: requests in flight at most (keep the server's batch full)")
+                           ] = 64,
     out_dir: Annotated[Path | None, typer.Option("--out", help="run folder (default: one "
                                                               "named after the settings)")
                        ] = None,
@@ -180,13 +193,15 @@ def run(
             plan_obj = load_plan(plan)
         selection.load()  # bad dataset input fails before a model is loaded
         check_scorer_spec(scorer, options)  # so does a PRM of the wrong format
+        if parallel < 1 or concurrency < 1:
+            raise ValueError("--parallel and --concurrency must be at least 1")
         policy = load_engine(engine, model, base_url, params, n_ctx, threads, device, dtype,
-                         trust_remote_code)
+                             trust_remote_code, concurrency)
         scorer_obj = load_scorer(scorer, policy=policy, options=options)
         chosen_prompt = prompt_format(prompt, chat_template, policy)
         run_dir = out_dir or _default_run_dir(config, policy, plan_obj)
         outcome = _run_with_progress(config, policy, scorer_obj, run_dir, chosen_prompt,
-                                     plan_obj)
+                                     plan_obj, parallel)
     except (TTScaleError, ValueError) as error:
         fail(str(error))
     _print_summary(outcome, config, f"{dataset}: {policy.info.name}, scorer {scorer}")

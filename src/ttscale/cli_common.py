@@ -92,13 +92,13 @@ ThreadsOpt = Annotated[int | None, typer.Option(
 
 def load_engine(engine: str, model: str | None, base_url: str | None, params: float | None,
             n_ctx: int = 32768, threads: int | None = None, device: str = "cpu",
-            dtype: str = "auto", trust_remote_code: bool = False):
+            dtype: str = "auto", trust_remote_code: bool = False, concurrency: int = 64):
     from ttscale.engines import EngineSpec, load_policy
 
     spec = EngineSpec(kind=engine, model=model, base_url=base_url,
                       parameters=int(params) if params else None, n_ctx=n_ctx,
                       n_threads=threads, device=device, dtype=dtype,
-                      trust_remote_code=trust_remote_code)
+                      trust_remote_code=trust_remote_code, concurrency=concurrency)
     return load_policy(spec)
 
 

@@ -1,10 +1,13 @@
 """``ttscale run``: dataset × methods × budgets, one record per (problem, method, budget).
 
-Resumable: records are appended and fsynced as each completes; a rerun of the same command
-skips every finished record. Best-of-N and majority vote are answered from one pool of N
-samples per problem, which also answers every smaller budget without new generations (the
-engine draws sample ``j`` of a prefix from a stream fixed by the seed, the prefix and ``j``,
-so the first k of N samples are exactly a run with budget k)."""
+Problems run ``parallel`` at a time through the scheduler, so their engine calls batch
+together; a problem whose search fails is reported and the others go on.
+
+Resumable: a problem's records are appended and fsynced as soon as it completes; a rerun of
+the same command skips every finished record. Best-of-N and majority vote are answered from
+one pool of N samples per problem, which also answers every smaller budget without new
+generations (the engine draws sample ``j`` of a prefix from a stream fixed by the seed, the
+prefix and ``j``, so the first k of N samples are exactly a run with budget k)."""
 
 from __future__ import annotations
 
@@ -34,6 +37,7 @@ from ttscale.records import (
     write_json_atomic,
 )
 from ttscale.rewards.base import Scorer
+from ttscale.scheduler import batch_across_calls, batch_scorer_across_calls, solve_concurrently
 from ttscale.search import METHODS, get_method
 from ttscale.search.beam_search import check_budget
 from ttscale.search.best_of_n import sample_solutions, score_candidates
@@ -149,6 +153,17 @@ def _check_manifest(run_dir: Path, identity: dict) -> dict:
     return manifest
 
 
+# problems searched at once: enough that their samples fill an engine's batch between one
+# search's rounds
+DEFAULT_PARALLEL = 8
+
+
+@dataclass(frozen=True)
+class ProblemFailure:
+    problem_id: str
+    message: str
+
+
 @dataclass
 class RunOutcome:
     run_dir: Path
@@ -157,6 +172,7 @@ class RunOutcome:
     skipped_bad_lines: int
     policy_generated_tokens: int
     seconds: float
+    failures: list[ProblemFailure] = field(default_factory=list)
 
 
 ProgressHook = Callable[[int, int], None]
@@ -170,8 +186,14 @@ async def run(
     prompt: PromptFormat,
     on_problem_done: ProgressHook | None = None,
     plan: Plan | None = None,
+    parallel: int = DEFAULT_PARALLEL,
 ) -> RunOutcome:
-    """``plan`` is what ``auto`` jobs follow (default: the prior rules for this policy)."""
+    """``plan`` is what ``auto`` jobs follow (default: the prior rules for this policy);
+    ``parallel`` how many problems are searched at once (1: one after another, each from an
+    empty prefix cache, which makes records reproducible bit for bit; with more, problems
+    share the cache and a batch, and records are reproducible up to floating-point rounding:
+    where cached tokens sit in the KV cache depends on timing, and the attention sums them in
+    that order)."""
     problems = config.dataset.load()
     settings = prompt.apply(config.settings)
     if AUTO in config.methods:
@@ -199,24 +221,42 @@ async def run(
     done = {r["key"] for r in existing.records}
     records = list(existing.records)
     started = time.perf_counter()
-    generated = 0
-    new = 0
+    generated = new = finished = 0
+    failures: list[ProblemFailure] = []
+    todo = [(problem, [(m, n) for m, n in config.jobs()
+                       if record_key(problem.id, m, n) not in done]) for problem in problems]
+    batched_policy = batch_across_calls(policy)
+    batched_scorer = batch_scorer_across_calls(scorer)
+
+    async def solve(item):
+        problem, jobs = item
+        if parallel == 1 and jobs and isinstance(policy, CacheClearing):
+            # one at a time, each problem starts from an empty cache: its records are then
+            # the same bit for bit in a resumed run as in an uninterrupted one
+            policy.clear_cache()
+        return await solve_jobs(problem, jobs, batched_policy, batched_scorer, config.scorer,
+                                settings, prompt, plan)
+
     with RecordWriter(run_dir / RECORDS_FILE) as writer:
-        for index, problem in enumerate(problems):
-            todo = [(m, n) for m, n in config.jobs()
-                    if record_key(problem.id, m, n) not in done]
-            for record in await solve_jobs(problem, todo, policy, scorer, config.scorer,
-                                           settings, prompt, plan):
+        async for outcome in solve_concurrently(todo, solve, parallel):
+            problem = outcome.item[0]
+            if outcome.error is not None:
+                message = f"{type(outcome.error).__name__}: {outcome.error}"
+                logger.error("problem %s failed (%s); its records were not written: rerun the "
+                             "same command to try it again", problem.id, message)
+                failures.append(ProblemFailure(problem.id, message))
+            for record in outcome.result or ():
                 writer.write(record)
                 records.append(record)
                 done.add(record["key"])
                 new += 1
                 generated += 0 if record.get("pool_size") not in (None, record["n"]) else (
                     record["ledger"]["policy_tokens"]["generated"])
+            finished += 1
             if on_problem_done:
-                on_problem_done(index + 1, len(problems))
+                on_problem_done(finished, len(problems))
     return RunOutcome(run_dir, records, new, len(existing.bad_lines), generated,
-                      time.perf_counter() - started)
+                      time.perf_counter() - started, failures)
 
 
 async def solve_jobs(
@@ -231,8 +271,6 @@ async def solve_jobs(
 ) -> list[dict]:
     """Every record one problem still needs."""
     records: list[dict] = []
-    if jobs and isinstance(policy, CacheClearing):
-        policy.clear_cache()
     for _, budget in [job for job in jobs if job[0] == AUTO]:
         if plan is None:
             raise ConfigError("method auto needs a plan")

@@ -313,6 +313,9 @@ class OpenAICompletionsEngine:
 
     top_logprobs = 20
 
+    # each sample is its own request, at most ``concurrency`` in flight: the server batches
+    batches_across_calls = True
+
     def __init__(
         self,
         base_url: str,

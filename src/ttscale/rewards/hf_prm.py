@@ -174,17 +174,37 @@ class HFProcessRewardModel(ABC):
     async def score(self, problem: str, solutions: Sequence[Sequence[Step]]) -> ScoreBatch:
         return await asyncio.to_thread(self.score_sync, problem, solutions)
 
+    async def score_many(self, requests: Sequence[tuple[str, Sequence[Sequence[Step]]]]
+                         ) -> list[ScoreBatch]:
+        """Several problems' solutions in one set of forward passes (the scheduler merges
+        concurrent ``score`` calls into this)."""
+        return await asyncio.to_thread(self.score_many_sync, requests)
+
     def score_sync(self, problem: str, solutions: Sequence[Sequence[Step]]) -> ScoreBatch:
+        return self.score_many_sync([(problem, solutions)])[0]
+
+    def score_many_sync(self, requests: Sequence[tuple[str, Sequence[Sequence[Step]]]]
+                        ) -> list[ScoreBatch]:
+        encoded = [self._encode_all(problem, solutions) for problem, solutions in requests]
+        with self._lock:
+            scores = self.score_encoded([item for items in encoded for item in items])
+        batches, at = [], 0
+        for (_, solutions), items in zip(requests, encoded, strict=True):
+            tokens = TokenCount(prompt=sum(len(item.input_ids) for item in items))
+            batch = ScoreBatch(scores[at:at + len(items)], tokens)
+            batches.append(check_scores(batch, solutions, self.name))
+            at += len(items)
+        return batches
+
+    def _encode_all(self, problem: str, solutions: Sequence[Sequence[Step]]
+                    ) -> list[EncodedSolution]:
         encoded = [self.encode(problem, [step.text for step in steps]) if steps
                    else EncodedSolution([], []) for steps in solutions]
         for item, steps in zip(encoded, solutions, strict=True):
             if len(item.positions) != len(steps):
                 raise AssertionError(f"{self.format_name}: {len(item.positions)} read positions "
                                      f"for {len(steps)} steps")
-        with self._lock:
-            scores = self.score_encoded(encoded)
-        tokens = TokenCount(prompt=sum(len(item.input_ids) for item in encoded))
-        return check_scores(ScoreBatch(scores, tokens), solutions, self.name)
+        return encoded
 
     def score_encoded(self, encoded: Sequence[EncodedSolution]) -> list[list[float]]:
         """Forward passes over length-sorted micro-batches; one score per read position."""
