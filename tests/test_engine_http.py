@@ -465,15 +465,26 @@ def test_requests_in_flight_stay_within_concurrency(server_url: str) -> None:
     wait for a free place instead of piling onto the server."""
 
     class Counting(OpenAICompletionsEngine):
+        """Counts the HTTP requests open at once, at the client (a real server answers)."""
+
         in_flight = peak = 0
 
-        async def _complete(self, client, kwargs):
-            Counting.in_flight += 1
-            Counting.peak = max(Counting.peak, Counting.in_flight)
-            try:
-                return await super()._complete(client, kwargs)
-            finally:
-                Counting.in_flight -= 1
+        def _client(self):
+            client = super()._client()
+            if not getattr(client, "counted", False):
+                create = client.completions.create
+
+                async def counted(**kwargs):
+                    Counting.in_flight += 1
+                    Counting.peak = max(Counting.peak, Counting.in_flight)
+                    try:
+                        return await create(**kwargs)
+                    finally:
+                        Counting.in_flight -= 1
+
+                client.completions.create = counted
+                client.counted = True
+            return client
 
     engine = Counting(server_url, concurrency=3, timeout=60)
 

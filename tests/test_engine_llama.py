@@ -9,7 +9,7 @@ and log-probabilities agree with the engine's (to 1e-4 here; 1e-3 is asserted)."
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from dataclasses import replace
 
 import numpy as np
@@ -26,6 +26,7 @@ from policy_contract import (
 )
 from ttscale.engines.base import Continuation, Policy
 from ttscale.engines.embedded import EMBEDDED_NAME
+from ttscale.engines.kv_tree import common_prefix_length
 from ttscale.engines.llama_cpp import LlamaCppEngine
 from ttscale.errors import ContextLengthError, EngineError, ModelLoadError
 
@@ -47,13 +48,7 @@ def uncached(rows: list[list[Continuation]]) -> list[list[Continuation]]:
     return [[replace(c, cached_prompt_tokens=0) for c in row] for row in rows]
 
 
-def common_length(a: Sequence[int], b: Sequence[int]) -> int:
-    length = 0
-    for x, y in zip(a, b, strict=False):
-        if x != y:
-            break
-        length += 1
-    return length
+common_length = common_prefix_length
 
 
 

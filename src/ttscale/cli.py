@@ -153,7 +153,7 @@ def run(
     chat_template: TemplateOpt = None,
     parallel: Annotated[int, typer.Option(
         help="problems searched at once; their engine calls batch together (1: one after "
-             "another)")] = 8,
+             "another, bit-reproducible; raise it for a GPU server)")] = 4,
     concurrency: Annotated[int, typer.Option(
         help="--engine openai: requests in flight at most (keep the server's batch full)")
                            ] = 64,

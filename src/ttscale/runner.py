@@ -154,8 +154,9 @@ def _check_manifest(run_dir: Path, identity: dict) -> dict:
 
 
 # problems searched at once: enough that their samples fill an engine's batch between one
-# search's rounds
-DEFAULT_PARALLEL = 8
+# search's rounds, few enough that their trees keep the KV cache (which every decoded row
+# attends over) short; raise it for a GPU server
+DEFAULT_PARALLEL = 4
 
 
 @dataclass(frozen=True)

@@ -30,7 +30,7 @@ from typing import Protocol
 import numpy as np
 
 from ttscale.engines.base import Continuation, FinishReason, NextTokenLogprobs
-from ttscale.engines.kv_tree import KVTree
+from ttscale.engines.kv_tree import KVTree, common_prefix_length
 from ttscale.engines.sampling import sample_rng, sample_rows
 from ttscale.errors import ContextLengthError, EngineError
 
@@ -359,7 +359,7 @@ class ContinuousBatcher:
         for other in self._admitted:
             if other.prefilling:
                 held = self.tree.match(tokens).length if held is None else held
-                if _common_length(other.prefix.tokens, tokens) > held + WAIT_GAIN:
+                if common_prefix_length(other.prefix.tokens, tokens) > held + WAIT_GAIN:
                     return True
         return False
 
@@ -682,11 +682,3 @@ def _tail(pieces: list[bytes], total: int, start: int) -> tuple[bytes, int]:
         begin -= len(piece)
     return b"".join(reversed(taken)), begin
 
-
-def _common_length(a: Sequence[int], b: Sequence[int]) -> int:
-    length = 0
-    for x, y in zip(a, b, strict=False):
-        if x != y:
-            break
-        length += 1
-    return length

@@ -143,3 +143,13 @@ class KVTree:
             siblings.remove(cell)
             if not siblings:
                 del cell.parent.children[cell.token]  # type: ignore[union-attr]
+
+
+def common_prefix_length(a: Sequence[int], b: Sequence[int]) -> int:
+    """How many leading tokens ``a`` and ``b`` share."""
+    length = 0
+    for x, y in zip(a, b, strict=False):
+        if x != y:
+            break
+        length += 1
+    return length
