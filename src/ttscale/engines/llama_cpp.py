@@ -32,7 +32,6 @@ from ttscale.engines.base import (
     Continuation,
     ModelInfo,
     NextTokenLogprobs,
-    ThreadedEngine,
     validate_extend_args,
 )
 from ttscale.engines.continuous_batching import ContinuousBatcher, Entry, SampleSettings
@@ -62,7 +61,7 @@ def check_gguf_path(path: str | os.PathLike) -> Path:
     return path
 
 
-class LlamaCppEngine(ThreadedEngine):
+class LlamaCppEngine:
     """Batched, prefix-sharing llama.cpp policy engine (CPU by default).
 
     ``n_ctx`` is the size of the one KV cache all sequences share; ``n_seq_max`` how many
