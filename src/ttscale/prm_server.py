@@ -13,7 +13,6 @@ binds 127.0.0.1 unless told otherwise; give ``--api-key`` before binding anythin
 # no `from __future__ import annotations`: FastAPI reads the handlers' annotations, whose
 # types are imported inside create_app
 import argparse
-import hmac
 import json
 import logging
 import threading
@@ -22,6 +21,7 @@ import uuid
 from collections.abc import Sequence
 
 from ttscale.errors import ConfigError, TTScaleError
+from ttscale.http_common import LOCAL_HOSTS, RequestError, check_api_key, read_body
 from ttscale.rewards import math_shepherd, qwen_prm
 from ttscale.rewards.hf_prm import HFProcessRewardModel
 
@@ -33,14 +33,7 @@ SERVED: dict[str, tuple[type[HFProcessRewardModel], int]] = {
     "math-shepherd": (math_shepherd.MathShepherdPRM, math_shepherd.POSITIVE_LABEL),
 }
 DEFAULT_MAX_BODY_BYTES = 8 * 2**20
-
-
-class RequestError(Exception):
-    """A request the server refuses, with its HTTP status."""
-
-    def __init__(self, status: int, message: str, kind: str = "BadRequestError") -> None:
-        super().__init__(message)
-        self.status, self.message, self.kind = status, message, kind
+BAD = "BadRequestError"  # vLLM's error type for a 400
 
 
 def load_prm(spec: str, *, device: str = "cpu", dtype: str = "auto",
@@ -71,18 +64,10 @@ def create_app(prm: HFProcessRewardModel, model_name: str, *, api_key: str | Non
     app = FastAPI(title="ttscale PRM server", docs_url=None, redoc_url=None, openapi_url=None)
 
     def error(exc: RequestError) -> JSONResponse:
-        # vLLM's error body, which clients read as error.message
-        return JSONResponse({"error": {"message": exc.message, "type": exc.kind, "param": None,
-                                       "code": exc.status}}, status_code=exc.status)
+        return JSONResponse(exc.body(), status_code=exc.status)
 
     def authorize(request: Request) -> None:
-        if api_key is None:
-            return
-        scheme, _, token = request.headers.get("authorization", "").partition(" ")
-        if scheme.lower() != "bearer" or not hmac.compare_digest(token.strip().encode(),
-                                                                 api_key.encode()):
-            raise RequestError(401, "missing or wrong API key: send 'Authorization: Bearer KEY'",
-                               "Unauthorized")
+        check_api_key(request.headers, api_key)
 
     def pool(texts: list[str]) -> tuple[list[list[list[float]]], int]:
         with lock:  # a fast tokenizer may not be used from two threads at once either
@@ -91,7 +76,7 @@ def create_app(prm: HFProcessRewardModel, model_name: str, *, api_key: str | Non
                 if max_len is not None and len(item.input_ids) > max_len:
                     raise RequestError(400, f"This model's maximum context length is {max_len} "
                                             f"tokens. However, an input has "
-                                            f"{len(item.input_ids)} tokens.")
+                                            f"{len(item.input_ids)} tokens.", BAD)
             probabilities = prm.score_encoded(encoded)
         vectors = [[label_pair(p) for p in row] for row in probabilities]
         return vectors, sum(len(item.input_ids) for item in encoded)
@@ -133,41 +118,25 @@ def create_app(prm: HFProcessRewardModel, model_name: str, *, api_key: str | Non
     return app
 
 
-async def read_body(request, limit: int) -> bytes:
-    """The body, refused once past ``limit`` bytes (whether or not Content-Length says so)."""
-    length = request.headers.get("content-length", "")
-    too_large = RequestError(413, f"the request body is over {limit} bytes; send fewer inputs "
-                                  "per request", "RequestTooLarge")
-    if length.isdigit() and int(length) > limit:
-        raise too_large
-    chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise too_large
-        chunks.append(chunk)
-    return b"".join(chunks)
-
-
 def parse_request(raw: bytes, model_name: str) -> list[str]:
     """The input texts of a pooling request body, or a 400/404 saying what is wrong."""
     try:
         payload = json.loads(raw)
     except (ValueError, UnicodeDecodeError) as exc:
-        raise RequestError(400, f"the body is not valid JSON: {exc}") from exc
+        raise RequestError(400, f"the body is not valid JSON: {exc}", BAD) from exc
     if not isinstance(payload, dict):
-        raise RequestError(400, "the body must be a JSON object with 'input'")
+        raise RequestError(400, "the body must be a JSON object with 'input'", BAD)
     model = payload.get("model")
     if model is not None and model != model_name:
         raise RequestError(404, f"The model `{model}` does not exist.", "NotFoundError")
     if payload.get("encoding_format", "float") != "float":
-        raise RequestError(400, "only encoding_format 'float' is served")
+        raise RequestError(400, "only encoding_format 'float' is served", BAD)
     texts = payload.get("input")
     if isinstance(texts, str):
         texts = [texts]
     if not isinstance(texts, list) or not texts or not all(isinstance(t, str) for t in texts):
         raise RequestError(400, "'input' must be a string or a non-empty list of strings "
-                                "(this server takes text, not token ids or messages)")
+                                "(this server takes text, not token ids or messages)", BAD)
     return texts
 
 
@@ -188,7 +157,7 @@ def serve(prm: HFProcessRewardModel | str, *, host: str = "127.0.0.1", port: int
         torch.set_num_threads(threads)
     if isinstance(prm, str):
         prm = load_prm(prm, device=device, dtype=dtype)
-    if api_key is None and host not in ("127.0.0.1", "localhost", "::1"):
+    if api_key is None and host not in LOCAL_HOSTS:
         logger.warning("serving on %s without an API key: anyone who can reach it can use it",
                        host)
     app = create_app(prm, model_name or prm.path.name, api_key=api_key,

@@ -22,7 +22,7 @@ if TYPE_CHECKING:
     from ttscale.engines.base import Policy
 
 __all__ = ["CATALOGUE", "SCORERS", "ScoreBatch", "Scorer", "ScorerEntry", "ScorerOptions",
-           "canonical_spec", "check_scorer_spec", "load_scorer"]
+           "canonical_spec", "check_scorer_spec", "load_scorer", "scorer_kind"]
 
 
 @dataclass(frozen=True)
@@ -112,6 +112,12 @@ def canonical_spec(spec: str) -> str:
     if entry.kind == "http":
         return path or ""
     return f"{entry.name}:{path}" if path else entry.name
+
+
+def scorer_kind(spec: str) -> str | None:
+    """The catalogue kind of a spec (model-free, policy, checkpoint, http); None for none."""
+    entry, _ = _split(spec)
+    return entry.kind if entry is not None else None
 
 
 def check_scorer_spec(spec: str, options: ScorerOptions | None = None) -> None:

@@ -1,0 +1,62 @@
+"""Start a real server process for a test, wait until it answers, and stop it afterwards."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+import subprocess
+import time
+import urllib.request
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def answers(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=1) as response:
+            return response.status == 200
+    except OSError:
+        return False
+
+
+def tail(path: Path, chars: int = 4000) -> str:
+    text = path.read_text(errors="replace") if path.exists() else ""
+    return text[-chars:]
+
+
+@contextlib.contextmanager
+def running_server(command: Sequence[str], ready_url: str, log: Path, *,
+                   startup_s: float = 90.0, env: dict[str, str] | None = None
+                   ) -> Iterator[subprocess.Popen]:
+    """Run ``command`` until ``ready_url`` answers 200; fail with the log's tail if it exits
+    or does not answer in time. Terminated (then killed) on exit."""
+    import pytest
+
+    environment = dict(os.environ, HF_HUB_OFFLINE="1", **(env or {}))
+    with open(log, "wb") as out:
+        process = subprocess.Popen(list(command), stdout=out, stderr=subprocess.STDOUT,
+                                   env=environment)
+    try:
+        deadline = time.monotonic() + startup_s
+        while not answers(ready_url):
+            if process.poll() is not None:
+                pytest.fail(f"{command[0]} exited with code {process.returncode}:\n"
+                            f"{tail(log)}")
+            if time.monotonic() > deadline:
+                pytest.fail(f"{ready_url} did not answer within {startup_s} s:\n{tail(log)}")
+            time.sleep(0.2)
+        yield process
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()

@@ -1,0 +1,478 @@
+"""``ttscale serve``: request parsing and admission on their own, then the official ``openai``
+client against real server processes on the embedded model (chat, completions, streaming,
+settings as extra fields and as a model-name prefix, auth, refusals, limits, cancellation on
+disconnect, and a load test)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import re
+import socket
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from server_load import run_load
+from server_process import free_port, running_server
+from ttscale.api import _ranked
+from ttscale.grading import extract_answer
+from ttscale.http_common import RequestError
+from ttscale.search.result import Candidate
+from ttscale.server_admission import AdmissionGate
+from ttscale.server_requests import ServerDefaults, ServerLimits, parse_model, parse_request
+from ttscale.steps import Step
+
+openai = pytest.importorskip("openai")
+pytest.importorskip("fastapi")
+pytest.importorskip("prometheus_client")
+
+MODEL = "SmolLM2-135M-Instruct"
+KEY = "test-key-0123456789"
+PROBLEM = "Tom has 3 apples and buys 4 more. How many apples does he have?"
+README = Path(__file__).resolve().parents[1] / "README.md"
+
+
+# -- parsing -------------------------------------------------------------------------------
+LIMITS = ServerLimits(max_budget=32, max_tokens=512)
+
+
+def parse(body, endpoint="chat"):
+    raw = body if isinstance(body, bytes) else json.dumps(body).encode()
+    return parse_request(raw, endpoint, MODEL, ServerDefaults(), LIMITS)
+
+
+def chat(**fields):
+    return {"model": MODEL, "messages": [{"role": "user", "content": PROBLEM}], **fields}
+
+
+def test_a_plain_request_gets_the_server_defaults():
+    request = parse(chat())
+    defaults = ServerDefaults()
+    assert (request.method, request.budget, request.width, request.prm) == (
+        defaults.method, defaults.budget, defaults.width, defaults.prm)
+    assert request.problem == PROBLEM and request.n == 1 and not request.stream
+    assert request.max_tokens == defaults.max_tokens
+
+
+def test_settings_come_from_extra_fields_or_the_model_prefix():
+    by_fields = parse(chat(method="dvts", budget=16, width=4, prm="arith",
+                           aggregation="majority", step_aggregation="min", seed=7, n=3,
+                           temperature=0.2, max_completion_tokens=100))
+    assert (by_fields.method, by_fields.budget, by_fields.width, by_fields.prm) == (
+        "dvts", 16, 4, "arith")
+    assert (by_fields.aggregation, by_fields.step_aggregation, by_fields.seed, by_fields.n,
+            by_fields.temperature, by_fields.max_tokens) == ("majority", "min", 7, 3, 0.2, 100)
+    by_name = parse({**chat(), "model": f"dvts-16x4/{MODEL}"})
+    assert (by_name.method, by_name.budget, by_name.width) == ("dvts", 16, 4)
+    assert by_name.model == f"dvts-16x4/{MODEL}"  # echoed back as sent
+    assert parse({**chat(), "model": f"greedy/{MODEL}"}).method == "greedy"
+    # a prefix and a field that agree are fine
+    assert parse({**chat(budget=16), "model": f"beam-16/{MODEL}"}).budget == 16
+
+
+def test_a_served_name_with_slashes_still_takes_a_prefix():
+    served = "Qwen/Qwen2.5-1.5B-Instruct"
+    assert parse_model(served, served) == (None, None, None)
+    assert parse_model(f"beam-8x2/{served}", served) == ("beam", 8, 2)
+
+
+@pytest.mark.parametrize("body, status, param, words", [
+    (chat(messages=None), 400, "messages", "'messages' is required"),
+    ({"model": MODEL}, 400, "messages", "'messages' is required"),
+    (chat(messages=[{"role": "assistant", "content": "hi"}]), 400, "messages", "last message"),
+    (chat(messages=[{"role": "user", "content": "  "}]), 400, "messages", "empty"),
+    (chat(messages=[{"role": "user", "content": [{"type": "image_url"}]}]), 400, "messages",
+     "text parts"),
+    (chat(budget=1000), 400, "budget", "at most 32"),
+    (chat(budget=0), 400, "budget", "at least 1"),
+    (chat(budget="8"), 400, "budget", "integer"),
+    (chat(budget=True), 400, "budget", "integer"),
+    (chat(method="mcts"), 400, "method", "unknown method"),
+    (chat(method="beam", budget=6, width=4), 400, "width", "multiple of the width"),
+    (chat(n=9, budget=8), 400, "n", "cannot exceed the budget"),
+    (chat(method="greedy", n=2), 400, "n", "greedy"),
+    (chat(max_tokens=10_000), 400, "max_tokens", "at most 512"),
+    (chat(temperature=3), 400, "temperature", "between"),
+    (chat(aggregation="best"), 400, "aggregation", "prm_vote"),
+    (chat(stop=["\n"]), 400, "stop", "not supported"),
+    (chat(tools=[{"type": "function"}]), 400, "tools", "not supported"),
+    (chat(logprobs=True), 400, "logprobs", "log-probabilities"),
+    (chat(seed=-1), 400, "seed", "at least 0"),
+    ({**chat(budget=8), "model": f"beam-16/{MODEL}"}, 400, "budget", "model name says 16"),
+    ({**chat(), "model": f"mcts-4/{MODEL}"}, 400, "model", "unknown method `mcts`"),
+    ({**chat(), "model": "gpt-4o"}, 404, "model", "does not exist"),
+    ({**chat(), "model": None}, 400, "model", "'model' is required"),
+    (b"{not json", 400, None, "not valid JSON"),
+    (b"[1, 2]", 400, None, "JSON object"),
+])
+def test_bad_requests_are_refused_naming_the_field(body, status, param, words):
+    with pytest.raises(RequestError) as refused:
+        parse(body)
+    assert refused.value.status == status
+    assert refused.value.param == param
+    assert words in refused.value.message
+    assert refused.value.body()["error"]["param"] == param
+
+
+def test_completions_take_one_prompt():
+    assert parse({"model": MODEL, "prompt": [PROBLEM]}, "completion").problem == PROBLEM
+    for prompt in ([PROBLEM, PROBLEM], [1, 2, 3], None, " "):
+        with pytest.raises(RequestError) as refused:
+            parse({"model": MODEL, "prompt": prompt}, "completion")
+        assert refused.value.param == "prompt"
+
+
+# -- ranking n solutions -------------------------------------------------------------------
+def candidate(node, text, scores=(0.5,)):
+    return Candidate(node, (Step(text),), scores, "stop")
+
+
+def test_the_chosen_solution_comes_first_then_the_others_by_score_each_text_once():
+    candidates = [candidate(1, "a \\boxed{1}", (0.9,)), candidate(2, "b \\boxed{2}", (0.2,)),
+                  candidate(3, "c \\boxed{3}", (0.7,)), candidate(4, "a \\boxed{1}", (0.9,))]
+    scores = [0.9, 0.2, 0.7, 0.9]
+    ranked = _ranked(candidates, 2, scores, keep=3)
+    assert [s.steps[0] for s in ranked] == ["c \\boxed{3}", "a \\boxed{1}", "b \\boxed{2}"]
+    assert [s.score for s in ranked] == [0.7, 0.9, 0.2]
+    assert len(_ranked(candidates, 0, scores, keep=10)) == 3  # the duplicate text once
+    unscored = [Candidate(i, (Step(f"s{i} \\boxed{{{a}}}"),), None, "stop")
+                for i, a in enumerate([5, 6, 6, 7])]
+    order = [s.answer for s in _ranked(unscored, 1, [0.0] * 4, keep=4)]
+    assert order == ["6", "6", "5", "7"]  # the most common answer's solutions first
+
+
+# -- admission -----------------------------------------------------------------------------
+def test_the_gate_runs_at_most_its_slots_refuses_past_its_queue_and_frees_cancelled_waiters():
+    async def scenario():
+        gate = AdmissionGate(max_running=2, max_waiting=1)
+        release = asyncio.Event()
+        peak = 0
+
+        async def work():
+            nonlocal peak
+            peak = max(peak, gate.running)
+            await release.wait()
+            return "done"
+
+        tasks = [asyncio.create_task(gate.run(work)) for _ in range(3)]
+        await asyncio.sleep(0.01)
+        assert (gate.running, gate.waiting) == (2, 1)
+        with pytest.raises(RequestError) as refused:
+            await gate.run(work)
+        assert refused.value.status == 429
+        assert int(refused.value.headers["Retry-After"]) >= 1
+        tasks[2].cancel()  # a waiter whose client left gives its place back
+        await asyncio.sleep(0.01)
+        assert gate.waiting == 0
+        extra = asyncio.create_task(gate.run(work))
+        await asyncio.sleep(0.01)
+        assert gate.waiting == 1
+        release.set()
+        results = await asyncio.gather(*tasks[:2], extra)
+        assert results == ["done"] * 3 and peak == 2
+        assert (gate.running, gate.waiting) == (0, 0)
+        assert 1 <= gate.retry_after() <= 120
+
+    asyncio.run(scenario())
+
+
+# -- a real server -------------------------------------------------------------------------
+def serve_command(port: int, *extra: str) -> list[str]:
+    return [sys.executable, "-m", "ttscale.cli", "serve", "--port", str(port),
+            "--threads", "2", "--n-ctx", "8192", "--max-step-tokens", "24",
+            "--max-depth", "4", "--max-tokens", "48", "--budget", "2", "--width", "2",
+            "--log-level", "warning", *extra]
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    """Base URL (…/v1) of ``ttscale serve`` on the embedded model, with an API key."""
+    port = free_port()
+    log = tmp_path_factory.mktemp("serve") / "server.log"
+    command = serve_command(port, "--api-key", KEY, "--max-running", "4",
+                            "--max-waiting", "16")
+    with running_server(command, f"http://127.0.0.1:{port}/health", log):
+        yield f"http://127.0.0.1:{port}/v1"
+
+
+@pytest.fixture(scope="module")
+def client(server):
+    return openai.OpenAI(base_url=server, api_key=KEY, max_retries=0, timeout=120)
+
+
+def post(url: str, body: bytes, key: str | None = KEY, timeout: float = 120):
+    """(status, headers, parsed body) of a raw POST, errors included."""
+    headers = {"Content-Type": "application/json"}
+    if key:
+        headers["Authorization"] = f"Bearer {key}"
+    request = urllib.request.Request(url, data=body, headers=headers, method="POST")
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as answer:
+            return answer.status, answer.headers, json.loads(answer.read())
+    except urllib.error.HTTPError as error:
+        return error.code, error.headers, json.loads(error.read() or b"null")
+
+
+def get(url: str, key: str | None = KEY):
+    request = urllib.request.Request(url, headers={"Authorization": f"Bearer {key}"} if key
+                                     else {})
+    with urllib.request.urlopen(request, timeout=30) as answer:
+        return answer.read().decode()
+
+
+def metric(text: str, name: str, **labels: str) -> float:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == name and all(sample.labels.get(k) == v
+                                           for k, v in labels.items()):
+                return sample.value
+    return 0.0
+
+
+def test_chat_answers_with_the_chosen_solution_and_counts_what_the_search_spent(client):
+    reply = client.chat.completions.create(
+        model=MODEL, messages=[{"role": "system", "content": "Be brief."},
+                               {"role": "user", "content": PROBLEM}],
+        extra_body={"method": "bon", "budget": 4})
+    assert reply.model == MODEL and reply.object == "chat.completion"
+    content = reply.choices[0].message.content
+    assert content and reply.choices[0].message.role == "assistant"
+    assert reply.choices[0].finish_reason in ("stop", "length")
+    extra = reply.model_extra["ttscale"]
+    assert (extra["method"], extra["requested_method"], extra["budget"]) == ("bon", "bon", 4)
+    assert extra["width"] is None and extra["prm"] == "confidence"
+    assert extra["candidates"] == 4
+    assert extra["answer"] == extract_answer(content.split("\n")[-1]) or extra["answer"] is None
+    ledger = extra["ledger"]
+    policy = ledger["policy_tokens"]
+    assert reply.usage.completion_tokens == policy["generated"] > 0
+    assert reply.usage.prompt_tokens == policy["prompt"] > 0
+    assert reply.usage.total_tokens == policy["prompt"] + policy["generated"]
+    assert reply.usage.prompt_tokens_details.cached_tokens == policy["cached_prompt"]
+    computed = policy["prompt"] - policy["cached_prompt"] + policy["generated"]
+    assert extra["flops"]["policy"] == pytest.approx(2 * ledger["policy_parameters"] * computed)
+    assert extra["flops"]["total"] == extra["flops"]["policy"] + extra["flops"]["scorer"]
+
+
+def test_completions_and_the_model_prefix_choose_the_search(client):
+    reply = client.completions.create(model=f"beam-4x2/{MODEL}", prompt=PROBLEM)
+    assert reply.object == "text_completion" and reply.choices[0].text
+    extra = reply.model_extra["ttscale"]
+    assert (extra["method"], extra["budget"], extra["width"]) == ("beam", 4, 2)
+    dvts = client.chat.completions.create(
+        model=MODEL, messages=[{"role": "user", "content": PROBLEM}],
+        extra_body={"method": "dvts", "budget": 4, "width": 2, "prm": "arith"})
+    assert dvts.model_extra["ttscale"]["method"] == "dvts"
+    assert dvts.model_extra["ttscale"]["prm"] == "arithmetic"  # loaded on first use
+
+
+def test_auto_reports_what_the_planner_chose(client):
+    reply = client.chat.completions.create(model=f"auto-4/{MODEL}",
+                                           messages=[{"role": "user", "content": PROBLEM}])
+    extra = reply.model_extra["ttscale"]
+    assert extra["requested_method"] == "auto"
+    assert extra["method"] in ("bon", "beam", "dvts", "majority")
+    assert extra["method"] == extra["plan"]["method"]
+    assert extra["plan"]["predicted_bin"] in ("easy", "medium", "hard")
+
+
+def test_n_returns_the_best_distinct_solutions(client):
+    reply = client.chat.completions.create(
+        model=f"bon-4/{MODEL}", n=3, temperature=1.0,
+        messages=[{"role": "user", "content": PROBLEM}])
+    texts = [c.message.content for c in reply.choices]
+    assert [c.index for c in reply.choices] == list(range(len(texts)))
+    assert 1 <= len(texts) <= 3 and len(set(texts)) == len(texts)
+    chosen = reply.choices[0].model_extra["ttscale"]
+    assert chosen["answer"] == reply.model_extra["ttscale"]["answer"]
+
+
+def test_streaming_sends_the_answer_in_standard_chunks(client):
+    stream = client.chat.completions.create(
+        model=f"bon-2/{MODEL}", messages=[{"role": "user", "content": PROBLEM}], stream=True,
+        stream_options={"include_usage": True})
+    chunks = list(stream)
+    with_choices = [c for c in chunks if c.choices]
+    assert with_choices[0].choices[0].delta.role == "assistant"
+    text = "".join(c.choices[0].delta.content or "" for c in with_choices)
+    assert text.strip()
+    assert with_choices[-1].choices[0].finish_reason in ("stop", "length")
+    extra = with_choices[-1].model_extra["ttscale"]
+    if extra["answer"] is not None:
+        assert extract_answer(text.split("\n")[-1]) == extra["answer"]
+    assert chunks[-1].choices == [] and chunks[-1].usage.total_tokens > 0
+    assert chunks[-1].usage.completion_tokens == extra["ledger"]["policy_tokens"]["generated"]
+    completion_stream = client.completions.create(model=f"bon-2/{MODEL}", prompt=PROBLEM,
+                                                  stream=True)
+    pieces = [c.choices[0].text for c in completion_stream if c.choices]
+    assert "".join(pieces).strip()
+
+
+def test_the_api_key_is_required_where_set(server):
+    wrong = openai.OpenAI(base_url=server, api_key="wrong-key", max_retries=0)
+    with pytest.raises(openai.AuthenticationError) as refused:
+        wrong.chat.completions.create(model=MODEL, messages=[{"role": "user",
+                                                              "content": PROBLEM}])
+    assert refused.value.status_code == 401
+    with pytest.raises(openai.AuthenticationError):
+        wrong.models.list()
+    status, _, body = post(f"{server}/chat/completions", json.dumps(chat()).encode(), key=None)
+    assert status == 401 and body["error"]["type"] == "authentication_error"
+    root = server.removesuffix("/v1")
+    assert json.loads(get(f"{root}/health", key=None))["status"] == "ok"  # open, for probes
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        get(f"{root}/metrics", key=None)
+    assert refused.value.code == 401
+
+
+def test_bad_requests_get_openai_errors_with_their_status(client, server):
+    def refused(error_type, **fields):
+        with pytest.raises(error_type) as caught:
+            client.chat.completions.create(**{"model": MODEL, "messages": [
+                {"role": "user", "content": PROBLEM}], **fields})
+        return caught.value
+
+    missing = refused(openai.BadRequestError, messages=[])
+    assert missing.status_code == 400 and missing.body["param"] == "messages"
+    too_large = refused(openai.BadRequestError, extra_body={"budget": 10_000})
+    assert too_large.body["param"] == "budget" and "--max-budget" in too_large.body["message"]
+    unknown = refused(openai.BadRequestError, extra_body={"method": "mcts"})
+    assert unknown.body["param"] == "method"
+    assert refused(openai.NotFoundError, model="gpt-4o").status_code == 404
+    not_loaded = refused(openai.BadRequestError, extra_body={"prm": "qwen-prm:/nowhere"})
+    assert "--prm qwen-prm:/nowhere" in not_loaded.body["message"]
+    status, _, body = post(f"{server}/chat/completions", b'{"model": "x", "messages": [')
+    assert status == 400 and "not valid JSON" in body["error"]["message"]
+    status, _, body = post(f"{server}/chat/completions", b"{" + b" " * 2**21 + b"}")
+    assert status == 413
+    status, _, body = post(f"{server}/nowhere", b"{}")
+    assert status == 404 and body["error"]["message"]
+
+
+def test_models_health_and_metrics(client, server):
+    ids = [m.id for m in client.models.list()]
+    assert ids[0] == MODEL and f"beam-2/{MODEL}" in ids and f"greedy/{MODEL}" in ids
+    assert client.models.retrieve(f"beam-2/{MODEL}").id == f"beam-2/{MODEL}"
+    root = server.removesuffix("/v1")
+    before = get(f"{root}/metrics")
+    reply = client.chat.completions.create(model=f"bon-2/{MODEL}",
+                                           messages=[{"role": "user", "content": PROBLEM}])
+    after = get(f"{root}/metrics")
+    name = "ttscale_requests_total"
+    assert metric(after, name, endpoint="chat", status="200") == \
+        metric(before, name, endpoint="chat", status="200") + 1
+    generated = reply.model_extra["ttscale"]["ledger"]["policy_tokens"]["generated"]
+    assert metric(after, "ttscale_tokens_total", model="policy", kind="generated") - \
+        metric(before, "ttscale_tokens_total", model="policy", kind="generated") == generated
+    flops = reply.model_extra["ttscale"]["flops"]["policy"]
+    assert metric(after, "ttscale_flops_total", model="policy") - \
+        metric(before, "ttscale_flops_total", model="policy") == pytest.approx(flops)
+    assert metric(after, "ttscale_request_latency_seconds_count", endpoint="chat") >= 1
+    assert metric(after, "ttscale_queue_depth") == 0
+    assert "ttscale_searches_running" in after
+
+
+def health(server) -> dict:
+    return json.loads(get(f"{server.removesuffix('/v1')}/health", key=None))
+
+
+def wait_for(condition, limit_s: float, what: str) -> float:
+    start = time.monotonic()
+    while not condition():
+        if time.monotonic() - start > limit_s:
+            pytest.fail(f"{what} did not happen within {limit_s} s")
+        time.sleep(0.05)
+    return time.monotonic() - start
+
+
+def test_a_client_that_disconnects_cancels_its_search(server):
+    root = server.removesuffix("/v1")
+    before = metric(get(f"{root}/metrics"), "ttscale_searches_total", outcome="cancelled")
+    # a search of several minutes on this machine: 16 solutions of up to 400 tokens
+    body = json.dumps(chat(method="bon", budget=16, max_tokens=400)).encode()
+    port = int(root.rsplit(":", 1)[1])
+    with socket.create_connection(("127.0.0.1", port)) as sock:
+        sock.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\n"
+                     b"Content-Type: application/json\r\n"
+                     b"Authorization: Bearer " + KEY.encode() + b"\r\n"
+                     b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body)
+        wait_for(lambda: health(server)["running"] == 1, 30, "the search starting")
+        time.sleep(1.0)
+    seconds = wait_for(lambda: health(server)["running"] == 0, 10, "the search ending")
+    assert seconds < 10
+    after = metric(get(f"{root}/metrics"), "ttscale_searches_total", outcome="cancelled")
+    assert after == before + 1
+
+
+def test_readme_example_works_as_written(server, capsys):
+    text = README.read_text()
+    block = re.search(r"```python\n(from openai import OpenAI\n.*?)```", text, re.S)
+    assert block, "the README has no openai client example"
+    code = block.group(1)
+    assert len(code.strip().splitlines()) == 3
+    code = code.replace("http://127.0.0.1:8000/v1", server).replace('api_key="none"',
+                                                                     f'api_key="{KEY}"')
+    exec(compile(code, "README.md", "exec"), {})  # noqa: S102 - the README's own example
+    assert capsys.readouterr().out.strip()
+
+
+def test_load_200_requests_from_50_clients_are_all_answered_or_refused(server):
+    result = asyncio.run(run_load(server, MODEL, requests=200, clients=50, api_key=KEY,
+                                  budget=2, max_tokens=16, timeout_s=300, retries=3))
+    summary = result.summary()
+    print("load test:", json.dumps(summary))
+    assert sum(result.statuses.values()) == 200  # every request ended: none lost or hung
+    assert set(result.statuses) <= {"200", "429"}, result.statuses
+    assert result.statuses.get("200", 0) >= 20  # 4 running + 16 waiting at the start alone
+    assert result.refusals > 0  # 50 clients against 20 places: the queue stays bounded
+    assert all(seconds >= 1 for seconds in result.retry_after_s)
+    assert result.health_checks > 0 and result.health_failures == 0
+    assert health(server) == {"status": "ok", "running": 0, "waiting": 0}
+
+
+# -- limits: one slot, no queue, a short timeout ---------------------------------------------
+@pytest.fixture(scope="module")
+def small_server(tmp_path_factory):
+    port = free_port()
+    log = tmp_path_factory.mktemp("serve-small") / "server.log"
+    command = serve_command(port, "--max-running", "1", "--max-waiting", "0",
+                            "--request-timeout", "4")
+    with running_server(command, f"http://127.0.0.1:{port}/health", log):
+        yield f"http://127.0.0.1:{port}/v1"
+
+
+def test_a_full_server_refuses_with_retry_after_and_a_slow_search_times_out(small_server):
+    long_body = json.dumps(chat(method="bon", budget=16, max_tokens=400)).encode()
+    outcome = {}
+
+    def long_request():
+        start = time.monotonic()
+        outcome["reply"] = post(f"{small_server}/chat/completions", long_body, key=None)
+        outcome["seconds"] = time.monotonic() - start
+
+    thread = threading.Thread(target=long_request)
+    thread.start()
+    wait_for(lambda: health(small_server)["running"] == 1, 30, "the long search starting")
+    status, headers, body = post(f"{small_server}/chat/completions",
+                                 json.dumps(chat(budget=2)).encode(), key=None)
+    assert status == 429 and body["error"]["type"] == "rate_limit_error"
+    assert int(headers["Retry-After"]) >= 1
+    thread.join(timeout=60)
+    status, _, body = outcome["reply"]
+    assert status == 504 and body["error"]["type"] == "timeout_error"
+    assert 4 <= outcome["seconds"] < 15
+    wait_for(lambda: health(small_server)["running"] == 0, 10, "the timed-out search ending")
+    with contextlib.closing(openai.OpenAI(base_url=small_server, api_key="none",
+                                          max_retries=0)) as anyone:
+        reply = anyone.chat.completions.create(model=f"bon-2/{MODEL}",
+                                               messages=[{"role": "user", "content": PROBLEM}])
+    assert reply.choices[0].message.content  # the server goes on after a timeout
