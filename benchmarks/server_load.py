@@ -15,21 +15,19 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import json
-import os
-import platform
 import sys
 import tempfile
 import time
 import urllib.request
-from importlib.metadata import version
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results" / "server_load.json"
-sys.path.insert(0, str(ROOT / "tests"))
-from server_load import run_load  # noqa: E402 - tests/ is not a package
+sys.path[:0] = [str(ROOT / "tests"), str(ROOT / "benchmarks")]
+from throughput import machine  # noqa: E402 - beside this file
+
+from load_generator import run_load  # noqa: E402 - tests/ is not a package
 from server_process import free_port, running_server  # noqa: E402
 
 MODEL = "SmolLM2-135M-Instruct"
@@ -71,17 +69,6 @@ def one_server(args, max_running: int, log_dir: Path) -> dict:
     return {"max_running": max_running, **summary, "server_spent": spent,
             "generated_tokens": generated,
             "generated_tok_per_s": generated / summary["wall_s"] if summary["wall_s"] else None}
-
-
-def machine() -> dict:
-    cpu = "unknown"
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    return {"cpu": cpu, "cores": len(os.sched_getaffinity(0)), "platform": platform.platform(),
-            "python": platform.python_version(), "llama_cpp_python": version("llama-cpp-python")}
 
 
 def markdown(r: dict) -> str:
@@ -135,13 +122,17 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--n-ctx", type=int, default=8192)
     parser.add_argument("--out", type=Path, default=RESULTS)
+    parser.add_argument("--logs", type=Path, default=None,
+                        help="keep the servers' logs here (default: a temporary folder)")
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory() as logs:
-        runs = [one_server(args, running, Path(logs))
+    with tempfile.TemporaryDirectory() as scratch:
+        logs = args.logs or Path(scratch)
+        logs.mkdir(parents=True, exist_ok=True)
+        runs = [one_server(args, running, logs)
                 for running in dict.fromkeys((args.max_running, 1))]
     rates = [run["generated_tok_per_s"] for run in runs]
     result = {
-        "settings": {k: v for k, v in vars(args).items() if k != "out"},
+        "settings": {k: v for k, v in vars(args).items() if k not in ("out", "logs")},
         "machine": machine(),
         "date": time.strftime("%Y-%m-%d"),
         "runs": runs,

@@ -38,7 +38,7 @@ from ttscale.rewards.base import Scorer
 from ttscale.scheduler import batch_across_calls, batch_scorer_across_calls
 from ttscale.search import METHODS
 from ttscale.search.context import SearchSettings
-from ttscale.server_admission import AdmissionGate
+from ttscale.server_admission import MAX_RETRY_AFTER_S, AdmissionGate
 from ttscale.server_requests import (
     SearchRequest,
     ServerDefaults,
@@ -52,6 +52,8 @@ logger = logging.getLogger(__name__)
 
 DEFAULT_MAX_BODY_BYTES = 1 * 2**20
 DISCONNECT_POLL_S = 0.2
+KEEP_ALIVE_S = MAX_RETRY_AFTER_S + 15
+ENDPOINTS = {"/v1/chat/completions": "chat", "/v1/completions": "completions"}  # metric labels
 # scorers a request may name without the server having been started with them: they run on
 # the policy or need no model, so loading one costs nothing worth refusing
 _LOADABLE_KINDS = ("model-free", "policy")
@@ -142,7 +144,7 @@ class SearchService:
 
 def create_app(service: SearchService):
     """The FastAPI app that serves ``service``."""
-    from fastapi import FastAPI, Request
+    from fastapi import Depends, FastAPI, Request
     from fastapi.responses import JSONResponse, Response, StreamingResponse
     from starlette.exceptions import HTTPException
 
@@ -165,6 +167,15 @@ def create_app(service: SearchService):
     def error(exc: RequestError) -> JSONResponse:
         return JSONResponse(exc.body(), status_code=exc.status, headers=exc.headers)
 
+    def authorized(request: Request) -> None:
+        check_api_key(request.headers, config.api_key)
+
+    @app.exception_handler(RequestError)
+    async def refused(request: Request, exc: RequestError):  # raised before a handler ran
+        endpoint = ENDPOINTS.get(request.url.path, "other")
+        metrics.requests.labels(endpoint, str(exc.status)).inc()
+        return error(exc)
+
     @app.exception_handler(HTTPException)
     async def http_error(request: Request, exc: HTTPException):
         return error(RequestError(exc.status_code, f"{request.method} {request.url.path}: "
@@ -174,7 +185,6 @@ def create_app(service: SearchService):
         start = time.monotonic()
         status = 200
         try:
-            check_api_key(request.headers, config.api_key)
             raw = await read_body(request, config.max_body_bytes)
             search = parse_request(raw, "chat" if endpoint == "chat" else "completion",
                                    service.model_name, config.defaults, config.limits)
@@ -200,47 +210,35 @@ def create_app(service: SearchService):
         finally:
             metrics.count_request(endpoint, status, time.monotonic() - start)
 
-    @app.post("/v1/chat/completions")
+    @app.post("/v1/chat/completions", dependencies=[Depends(authorized)])
     async def chat_completions(request: Request):
         return await answer(request, "chat")
 
-    @app.post("/v1/completions")
+    @app.post("/v1/completions", dependencies=[Depends(authorized)])
     async def completions(request: Request):
         return await answer(request, "completions")
 
-    @app.get("/v1/models")
-    async def models(request: Request):
-        try:
-            check_api_key(request.headers, config.api_key)
-        except RequestError as exc:
-            return error(exc)
+    @app.get("/v1/models", dependencies=[Depends(authorized)])
+    async def models():
         created = int(time.time())
         return {"object": "list", "data": [
             {"id": name, "object": "model", "created": created, "owned_by": "ttscale"}
             for name in service.model_ids()]}
 
-    @app.get("/v1/models/{model:path}")
-    async def model(model: str, request: Request):
-        try:
-            check_api_key(request.headers, config.api_key)
-            if model not in service.model_ids():
-                raise RequestError(404, f"The model `{model}` does not exist.",
-                                   "not_found_error", "model")
-        except RequestError as exc:
-            return error(exc)
+    @app.get("/v1/models/{model:path}", dependencies=[Depends(authorized)])
+    async def model(model: str):
+        if model not in service.model_ids():
+            return error(RequestError(404, f"The model `{model}` does not exist.",
+                                      "not_found_error", "model"))
         return {"id": model, "object": "model", "created": int(time.time()),
                 "owned_by": "ttscale"}
 
-    @app.get("/health")
+    @app.get("/health")  # open, for load balancers' and orchestrators' probes
     async def health():
         return {"status": "ok", "running": gate.running, "waiting": gate.waiting}
 
-    @app.get("/metrics")
-    async def prometheus(request: Request):
-        try:
-            check_api_key(request.headers, config.api_key)
-        except RequestError as exc:
-            return error(exc)
+    @app.get("/metrics", dependencies=[Depends(authorized)])
+    async def prometheus():
         return Response(metrics.render(), media_type=metrics.content_type)
 
     return app
@@ -253,7 +251,11 @@ async def _watched(request, search: Callable[[], Awaitable[SolveResult]], timeou
     deadline = time.monotonic() + timeout_s
     try:
         while True:
-            done, _ = await asyncio.wait({task}, timeout=DISCONNECT_POLL_S)
+            try:
+                done, _ = await asyncio.wait({task}, timeout=DISCONNECT_POLL_S)
+            except asyncio.CancelledError:  # the server let go of the request
+                metrics.searches.labels("cancelled").inc()
+                raise
             if done:
                 break
             if await request.is_disconnected():
@@ -306,4 +308,7 @@ def serve(service: SearchService, *, host: str = "127.0.0.1", port: int = 8000,
         logger.warning("serving on %s without an API key: anyone who can reach it can use "
                        "it; give --api-key", host)
     app = create_app(service)
-    uvicorn.run(app, host=host, port=port, log_level=log_level, timeout_graceful_shutdown=5)
+    # idle connections stay open past any Retry-After: a client that waits as told and then
+    # reuses its connection must not race the server closing it
+    uvicorn.run(app, host=host, port=port, log_level=log_level, timeout_graceful_shutdown=5,
+                timeout_keep_alive=KEEP_ALIVE_S)

@@ -14,7 +14,7 @@ from ttscale.errors import ConfigError
 from ttscale.http_common import RequestError
 
 T = TypeVar("T")
-MAX_RETRY_AFTER_S = 120
+MAX_RETRY_AFTER_S = 60
 
 
 class AdmissionGate:
