@@ -323,11 +323,11 @@ def prms() -> None:
     """List the step scorers and PRM formats that --prm accepts, with how each reads a step."""
     from rich.table import Table
 
-    from ttscale.rewards import CATALOGUE
+    from ttscale.rewards import CATALOGUE, PATH_KINDS
 
     table = Table("--prm", "kind", "input format and read-out", title="step scorers and PRMs")
     for entry in CATALOGUE:
-        if entry.kind == "checkpoint":
+        if entry.kind in PATH_KINDS:
             spec = f"{entry.name}:PATH"
         elif entry.kind == "http":
             spec = "http://HOST:PORT"
@@ -338,7 +338,8 @@ def prms() -> None:
     out.print(table)
 
 
-prm_app = typer.Typer(help="Process reward models: serve one over HTTP.", no_args_is_help=True)
+prm_app = typer.Typer(help="Process reward models: label steps, train a value head, evaluate "
+                           "it, serve one over HTTP.", no_args_is_help=True)
 app.add_typer(prm_app, name="prm")
 
 
@@ -380,6 +381,12 @@ app.command()(report)
 from ttscale.cli_serve import serve  # noqa: E402
 
 app.command()(serve)
+
+from ttscale.cli_prm import evaluate, label, train  # noqa: E402
+
+prm_app.command("label")(label)
+prm_app.command("train")(train)
+prm_app.command("eval")(evaluate)
 
 
 if __name__ == "__main__":  # pragma: no cover

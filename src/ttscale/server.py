@@ -55,8 +55,8 @@ DISCONNECT_POLL_S = 0.2
 KEEP_ALIVE_S = MAX_RETRY_AFTER_S + 15
 ENDPOINTS = {"/v1/chat/completions": "chat", "/v1/completions": "completions"}  # metric labels
 # scorers a request may name without the server having been started with them: they run on
-# the policy or need no model, so loading one costs nothing worth refusing
-_LOADABLE_KINDS = ("model-free", "policy")
+# the policy, need no model, or ship with ttscale, so loading one is cheap and names no path
+_LOADABLE_KINDS = ("model-free", "policy", "shipped")
 
 
 @dataclass(frozen=True)

@@ -21,15 +21,15 @@ from ttscale.rewards.base import ScoreBatch, Scorer
 if TYPE_CHECKING:
     from ttscale.engines.base import Policy
 
-__all__ = ["CATALOGUE", "SCORERS", "ScoreBatch", "Scorer", "ScorerEntry", "ScorerOptions",
-           "canonical_spec", "check_scorer_spec", "load_scorer", "scorer_kind"]
+__all__ = ["CATALOGUE", "PATH_KINDS", "SCORERS", "ScoreBatch", "Scorer", "ScorerEntry",
+           "ScorerOptions", "canonical_spec", "check_scorer_spec", "load_scorer", "scorer_kind"]
 
 
 @dataclass(frozen=True)
 class ScorerEntry:
     name: str
     target: str  # "module:attribute", imported only when used
-    kind: str  # model-free | policy | checkpoint | http
+    kind: str  # model-free | policy | checkpoint | shipped | head | http
     summary: str  # the input format and read-out, one line, for `ttscale prms`
     aliases: tuple[str, ...] = ()
 
@@ -58,11 +58,19 @@ CATALOGUE: tuple[ScorerEntry, ...] = (
     ScorerEntry("skywork", "ttscale.rewards.skywork:SkyworkPRM", "checkpoint",
                 "Skywork-o1-Open-PRM-Qwen-2.5: bos + question + newline-ended steps, "
                 "sigmoid of the value head at each step end"),
+    ScorerEntry("ttscale-smollm2", "ttscale.rewards.value_head:ShippedValueHeadPRM", "shipped",
+                "ttscale's own PRM for the embedded SmolLM2-135M: a value head trained on "
+                "Monte-Carlo step labels, read at each step's newline (llama.cpp hidden "
+                "states; no extra needed)"),
+    ScorerEntry("value-head", "ttscale.rewards.value_head:ValueHeadPRM", "head",
+                "a value head from `ttscale prm train` (give its folder): problem + "
+                "newline-ended steps, sigmoid of the head at each newline"),
     ScorerEntry("http", "ttscale.rewards.http_prm:HTTPProcessRewardModel", "http",
                 "a PRM behind a server's pooling API (vLLM --task reward, or `ttscale prm "
                 "serve`): give its URL, e.g. http://127.0.0.1:8001, and --prm-format"),
 )
 
+PATH_KINDS = ("checkpoint", "head")  # specs written NAME:PATH
 SCORERS: Registry[type] = Registry("scorer")
 _BY_NAME: dict[str, ScorerEntry] = {}
 for _entry in CATALOGUE:
@@ -99,7 +107,10 @@ def _split(spec: str) -> tuple[ScorerEntry | None, str | None]:
     if entry.kind == "checkpoint" and not path:
         raise ConfigError(f"{name} needs a checkpoint: --prm {name}:/path/to/model "
                           "(a local folder or a hub name)")
-    if entry.kind != "checkpoint" and sep:
+    if entry.kind == "head" and not path:
+        raise ConfigError(f"{name} needs the folder `ttscale prm train` wrote: --prm "
+                          f"{name}:/path/to/head")
+    if entry.kind not in PATH_KINDS and sep:
         raise ConfigError(f"{name} takes no path; write --prm {name}")
     return entry, path or None
 
@@ -115,7 +126,8 @@ def canonical_spec(spec: str) -> str:
 
 
 def scorer_kind(spec: str) -> str | None:
-    """The catalogue kind of a spec (model-free, policy, checkpoint, http); None for none."""
+    """The catalogue kind of a spec (model-free, policy, checkpoint, shipped, head, http);
+    None for none."""
     entry, _ = _split(spec)
     return entry.kind if entry is not None else None
 
@@ -155,6 +167,13 @@ def load_scorer(spec: str, *, policy: Policy | None = None,
 
         return cls(resolve_checkpoint(path or "", entry.name), device=options.device,
                    dtype=options.dtype, trust_remote_code=options.trust_remote_code)
+    if entry.kind in ("shipped", "head"):
+        from pathlib import Path
+
+        if path is not None and not Path(path).expanduser().is_dir():
+            raise ConfigError(f"{path} is not a folder: give the --out folder of "
+                              "`ttscale prm train`")
+        return cls(path) if path is not None else cls()
     if entry.kind == "http":
         scorer = cls(path, format=options.http_format, api_key=options.api_key,
                      parameters=options.parameters)

@@ -1,0 +1,171 @@
+"""``ttscale prm label | train | eval``: a PRM for your own policy, without human labels."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from ttscale.cli_common import ModelOpt, ThreadsOpt, console, fail, out, setup_logging
+from ttscale.errors import TTScaleError
+
+
+def label(
+    dataset: Annotated[str, typer.Option(help="a training set: gsm8k_train, or a JSONL file "
+                                              "of your own (test sets are refused)")
+                       ] = "gsm8k_train",
+    limit: Annotated[int | None, typer.Option(help="problems to label")] = 200,
+    offset: Annotated[int, typer.Option(help="skip this many problems first")] = 0,
+    samples: Annotated[int, typer.Option(help="solutions sampled per problem")] = 4,
+    rollouts: Annotated[int, typer.Option(
+        help="completions per step prefix: the rollout budget behind each label")] = 4,
+    max_tokens: Annotated[int, typer.Option(help="tokens per solution or rollout")] = 256,
+    temperature: float = 0.7,
+    seed: int = 0,
+    parallel: Annotated[int, typer.Option(help="problems labelled at once")] = 4,
+    out_dir: Annotated[Path, typer.Option("--out")] = Path("runs/prm-labels"),
+    model: ModelOpt = None,
+    threads: ThreadsOpt = None,
+    n_ctx: Annotated[int, typer.Option(help="llama.cpp context")] = 8192,
+    verbose: bool = False,
+) -> None:
+    """Label steps automatically (Math-Shepherd): sample solutions, roll out completions from
+    each step, label the step by how often they reach the reference answer. Resumable: rerun
+    the same command to go on."""
+    setup_logging(verbose)
+    try:
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
+
+        from ttscale.cli_common import load_engine, prompt_format
+        from ttscale.prm_training.labels import (
+            LabelSettings,
+            check_training_split,
+            label_dataset,
+        )
+
+        check_training_split(dataset)
+        settings = LabelSettings(samples=samples, rollouts=rollouts, temperature=temperature,
+                                 max_solution_tokens=max_tokens, seed=seed)
+        policy = load_engine("llama.cpp", model, None, None, n_ctx, threads)
+        with Progress("[progress.description]{task.description}", BarColumn(),
+                      MofNCompleteColumn(), TimeElapsedColumn(), console=console) as progress:
+            task = progress.add_task("problems labelled", total=None)
+            outcome = label_dataset(
+                policy, prompt_format("fewshot", None, policy), out_dir, dataset=dataset,
+                limit=limit, offset=offset, settings=settings, parallel=parallel,
+                progress=lambda done, total: progress.update(task, completed=done,
+                                                             total=total))
+    except (TTScaleError, ValueError) as error:
+        fail(str(error))
+    out.print(f"{outcome.labelled} problems labelled, {outcome.skipped} already done: "
+              f"{outcome.out_dir}", highlight=False)
+    if outcome.failures:
+        for problem_id, message in outcome.failures:
+            console.print(f"[red]not labelled[/] {problem_id}: {message}", highlight=False)
+        raise typer.Exit(1)
+
+
+def train(
+    labels: Annotated[Path, typer.Option(help="the --out folder of `ttscale prm label`")
+                      ] = Path("runs/prm-labels"),
+    out_dir: Annotated[Path, typer.Option("--out", help="where the head and its manifest go")
+                       ] = Path("runs/prm-head"),
+    name: Annotated[str | None, typer.Option(help="the head's name (default: value-head:OUT)")
+                    ] = None,
+    label_kind: Annotated[str, typer.Option("--label", help="soft (success rate) or hard "
+                                                            "(any rollout correct)")] = "soft",
+    hidden: Annotated[int, typer.Option(help="hidden units of the MLP head; 0: linear")] = 64,
+    validation: Annotated[float, typer.Option(help="share of problems held out")] = 0.2,
+    weight_decay: float = 1e-2,
+    learning_rate: float = 1e-3,
+    epochs: int = 400,
+    seed: int = 0,
+    model: ModelOpt = None,
+    threads: ThreadsOpt = None,
+    verbose: bool = False,
+) -> None:
+    """Train a value head on the policy's hidden states at each step's end, from the labels of
+    `ttscale prm label`, holding out a share of the problems for validation."""
+    setup_logging(verbose)
+    try:
+        from ttscale.prm_training.head import FitSettings
+        from ttscale.prm_training.train import train_value_head
+
+        settings = FitSettings(hidden=hidden, learning_rate=learning_rate,
+                               weight_decay=weight_decay, epochs=epochs, seed=seed)
+        manifest = train_value_head(labels, out_dir, name=name or f"value-head:{out_dir}",
+                                    model_path=model, validation=validation,
+                                    label=label_kind, settings=settings, n_threads=threads)
+    except (TTScaleError, ValueError) as error:
+        fail(str(error))
+    valid = manifest["validation"]
+    out.print(f"head written to {out_dir} (use it with --prm value-head:{out_dir})\n"
+              f"validation: {valid['steps']} steps of {valid['problems']} problems, AUROC "
+              f"{_f(valid['auroc_hard'])} (any rollout correct), {_f(valid['auroc_soft_at_half'])}"
+              f" (success rate >= 0.5); BCE {valid['bce']:.4f} vs {valid['bce_of_the_mean']:.4f}"
+              f" for the mean label", highlight=False)
+
+
+def _f(value: float | None) -> str:
+    return "-" if value is None else f"{value:.3f}"
+
+
+def evaluate(
+    head: Annotated[str, typer.Option(help="ttscale-smollm2 or value-head:FOLDER")
+                    ] = "ttscale-smollm2",
+    labels: Annotated[Path | None, typer.Option(
+        help="labels for the step-level AUROC (the head's training problems are left out)")
+    ] = None,
+    search: Annotated[bool, typer.Option(help="also run the GSM8K test searches")] = True,
+    limit: Annotated[int, typer.Option(help="GSM8K test problems for the searches")] = 100,
+    offset: int = 0,
+    n: Annotated[int, typer.Option("--n", help="budget N")] = 16,
+    width: Annotated[int, typer.Option(help="beam width M")] = 4,
+    parallel: int = 4,
+    seed: int = 0,
+    out_dir: Annotated[Path, typer.Option("--out")] = Path("runs/prm-eval"),
+    model: ModelOpt = None,
+    threads: ThreadsOpt = None,
+    verbose: bool = False,
+) -> None:
+    """Evaluate a value head: step AUROC on held-out labels, and Best-of-N / beam accuracy on
+    GSM8K test with it, with the policy's confidence, and with majority vote."""
+    setup_logging(verbose)
+    try:
+        from ttscale.cli_common import load_engine, prompt_format
+        from ttscale.prm_training.evaluate import evaluate as run_evaluation
+
+        policy = load_engine("llama.cpp", model, None, None, 16384, threads) if search \
+            else None
+        result = run_evaluation(head, out_dir, labels=labels, policy=policy,
+                                prompt=prompt_format("fewshot", None, policy) if policy
+                                else None, search=search, limit=limit, offset=offset,
+                                budget=n, width=width, parallel=parallel, seed=seed)
+    except (TTScaleError, ValueError) as error:
+        fail(str(error))
+    _print_evaluation(result)
+
+
+def _print_evaluation(result: dict) -> None:
+    from rich.table import Table
+
+    if "steps" in result:
+        s = result["steps"]
+        out.print(f"step level, {s['steps']} held-out steps of {s['problems']} problems: "
+                  f"AUROC {_f(s['auroc_hard'])} (any rollout correct), "
+                  f"{_f(s['auroc_soft_at_half'])} (success rate >= 0.5), "
+                  f"{_f(s['auroc_last_step_correct'])} (last steps: answer correct)",
+                  highlight=False)
+    if "search" in result:
+        search = result["search"]
+        table = Table("search", "problems", "accuracy (95% CI)", "minus majority (95% CI)",
+                      title=f"GSM8K test, N={search['budget']}, M={search['width']}")
+        for row in search["rows"]:
+            a = row["accuracy"]
+            d = row.get("minus_majority")
+            table.add_row(row["search"], str(row["problems"]),
+                          f"{a['value']:.3f} [{a['low']:.3f}, {a['high']:.3f}]",
+                          "-" if d is None else
+                          f"{d['value']:+.3f} [{d['low']:+.3f}, {d['high']:+.3f}]")
+        out.print(table)

@@ -1,0 +1,187 @@
+"""Automatic step labels, the Math-Shepherd way (Wang et al., 2024): no human marks a step.
+
+For each training problem the policy samples ``samples`` solutions. For every step of a
+solution but the last, ``rollouts`` completions are sampled from the solution's prefix up to
+and including that step, and each completion's final answer is graded against the reference:
+
+* the soft label is the fraction of completions that reach the right answer (an estimate of
+  the step's value: how likely the policy is to finish correctly from there);
+* the hard label is whether any of them does.
+
+The last step's label is the solution's own correctness. Prefixes that several solutions
+share are rolled out once. Every problem's calls go through the engine together and problems
+run ``parallel`` at once, so the engine's batches stay full.
+
+Only training data may be labelled: the built-in test splits are refused, so a PRM trained
+here never saw a problem it is evaluated on.
+
+Records are appended to ``labels.jsonl`` one problem at a time (flushed and fsynced) with the
+settings in ``manifest.json``; a rerun skips labelled problems and refuses other settings."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from ttscale.datasets import BUILTIN_DATASETS, TRAIN_ONLY, Problem, load_dataset
+from ttscale.engines.base import Continuation, Policy
+from ttscale.errors import ConfigError
+from ttscale.grading import extract_answer, grade
+from ttscale.prompts import PromptFormat
+from ttscale.records import RecordWriter, read_records, write_json_atomic
+from ttscale.scheduler import batch_across_calls, solve_concurrently
+from ttscale.search.context import SearchSettings
+from ttscale.search.steps_from_text import split_continuation
+
+logger = logging.getLogger(__name__)
+
+LABELS_FILE = "labels.jsonl"
+MANIFEST_FILE = "manifest.json"
+
+
+@dataclass(frozen=True)
+class LabelSettings:
+    samples: int = 4  # solutions sampled per problem
+    rollouts: int = 4  # completions per step prefix
+    temperature: float = 0.7
+    top_p: float = 1.0
+    max_solution_tokens: int = 256
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        for name in ("samples", "rollouts", "max_solution_tokens"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name} must be at least 1, got {getattr(self, name)}")
+        if not 0 < self.temperature <= 2:
+            raise ConfigError("labels need sampled rollouts: the temperature must be in "
+                              f"(0, 2], got {self.temperature}")
+
+
+@dataclass(frozen=True)
+class LabelOutcome:
+    labelled: int  # problems labelled by this call
+    skipped: int  # already labelled before it
+    failures: list[tuple[str, str]]  # (problem id, error)
+    out_dir: Path
+
+
+def check_training_split(dataset: str) -> None:
+    """Refuse the built-in test sets: labels are training data."""
+    if dataset in BUILTIN_DATASETS and dataset not in TRAIN_ONLY:
+        raise ConfigError(f"{dataset} is a test set: PRM labels come from training data only, "
+                          f"so that evaluation problems stay unseen; use "
+                          f"{' or '.join(sorted(TRAIN_ONLY))} or a JSONL file of your own")
+
+
+async def label_problem(problem: Problem, policy: Policy, prompt: PromptFormat,
+                        settings: LabelSettings) -> dict:
+    """One problem's record: its sampled solutions, each step with its labels."""
+    search = prompt.apply(SearchSettings())
+    delimiter, stops = search.delimiter, list(search.end_stops)
+    root = prompt.render(problem.problem)
+    [samples] = await policy.extend([root], settings.samples, stops,
+                                    settings.max_solution_tokens, settings.temperature,
+                                    settings.top_p, settings.seed)
+    solutions = [[s.text for s in split_continuation(c, delimiter)] for c in samples]
+    # every step prefix but the whole solution, each once (samples often share first steps)
+    ordered = list(dict.fromkeys(root + delimiter.join(steps[:end]) + delimiter
+                                 for steps in solutions for end in range(1, len(steps))))
+    rolled: list[list[Continuation]] = []
+    if ordered:
+        rolled = await policy.extend(ordered, settings.rollouts, stops,
+                                     settings.max_solution_tokens, settings.temperature,
+                                     settings.top_p, settings.seed)
+    correct_of = {prefix: sum(grade(extract_answer(c.text), problem.answer) for c in outs)
+                  for prefix, outs in zip(ordered, rolled, strict=True)}
+    records = []
+    for steps in solutions:
+        final = extract_answer(steps[-1]) if steps else None
+        final_correct = grade(final, problem.answer)
+        labels = []
+        for end in range(1, len(steps)):
+            correct = correct_of[root + delimiter.join(steps[:end]) + delimiter]
+            labels.append(_label(correct, settings.rollouts))
+        if steps:
+            labels.append(_label(int(final_correct), 0))
+        records.append({"steps": steps, "answer": final, "correct": final_correct,
+                        "labels": labels})
+    tokens = sum(c.generated_tokens for c in samples) + sum(
+        c.generated_tokens for outs in rolled for c in outs)
+    return {"key": problem.id, "problem_id": problem.id, "problem": problem.problem,
+            "reference": problem.answer, "solutions": records, "generated_tokens": tokens,
+            "rolled_prefixes": len(ordered)}
+
+
+def _label(correct: int, rollouts: int) -> dict:
+    """Soft and hard labels from ``correct`` of ``rollouts`` completions; rollouts 0 marks
+    a last step, labelled by the solution's own answer."""
+    soft = correct / rollouts if rollouts else float(correct)
+    return {"soft": soft, "hard": correct > 0, "correct": correct, "rollouts": rollouts}
+
+
+def label_dataset(policy: Policy, prompt: PromptFormat, out_dir: Path, *, dataset: str,
+                  limit: int | None = None, offset: int = 0,
+                  settings: LabelSettings = LabelSettings(), parallel: int = 4,
+                  progress: Callable[[int, int], None] | None = None) -> LabelOutcome:
+    """Label a training set's problems into ``out_dir``, resuming what is there."""
+    check_training_split(dataset)
+    problems = load_dataset(dataset, limit=limit, offset=offset).problems
+    identity = {"dataset": dataset, "settings": asdict(settings),
+                "prompt": prompt.kind, "policy": {"name": policy.info.name,
+                                                  "parameters": policy.info.parameters,
+                                                  **{k: v for k, v in
+                                                     policy.info.extra.items()
+                                                     if k != "path"}},
+                "label_method": "math-shepherd monte-carlo rollouts"}
+    out_dir.mkdir(parents=True, exist_ok=True)
+    _check_manifest(out_dir / MANIFEST_FILE, identity)
+    write_json_atomic(out_dir / MANIFEST_FILE, identity)
+    done = {r["key"] for r in read_records(out_dir / LABELS_FILE).records}
+    todo = [p for p in problems if p.id not in done]
+    failures: list[tuple[str, str]] = []
+    batched = batch_across_calls(policy)
+
+    async def run_all() -> int:
+        finished = 0
+        with RecordWriter(out_dir / LABELS_FILE) as writer:
+            async for outcome in solve_concurrently(
+                    todo, lambda p: label_problem(p, batched, prompt, settings), parallel):
+                if outcome.error is not None:
+                    failures.append((outcome.item.id, str(outcome.error)))
+                    logger.error("problem %s not labelled: %s", outcome.item.id,
+                                 outcome.error)
+                    continue
+                writer.write(outcome.result)
+                finished += 1
+                if progress is not None:
+                    progress(len(done) + finished, len(problems))
+        return finished
+
+    labelled = asyncio.run(run_all()) if todo else 0
+    return LabelOutcome(labelled, len(problems) - len(todo), failures, out_dir)
+
+
+def _check_manifest(path: Path, identity: dict) -> None:
+    if not path.exists():
+        return
+    try:
+        existing = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"{path} is unreadable ({exc}); move it away to start over") from exc
+    identity = json.loads(json.dumps(identity))
+    changed = sorted(k for k in identity if existing.get(k) != identity[k])
+    if changed:
+        raise ConfigError(f"{path.parent} holds labels made with other {', '.join(changed)}; "
+                          "label into another --out folder, or use the same settings")
+
+
+def read_labels(path: Path) -> list[dict]:
+    """The labelled problems of a labels folder (or file); bad lines reported and skipped."""
+    path = path / LABELS_FILE if path.is_dir() else path
+    if not path.exists():
+        raise ConfigError(f"no labels at {path}: run `ttscale prm label` first")
+    return read_records(path).records
