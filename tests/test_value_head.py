@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -296,3 +297,36 @@ def test_the_shipped_head_loads_and_scores_if_installed():
     assert scorer.manifest["base_model"]["embedded"]
     asyncio.run(scorer.close())
 
+
+
+def test_search_evaluation_compares_the_head_confidence_and_majority(engine, trained, tmp_path):
+    from ttscale.prm_training.evaluate import evaluate
+    from ttscale.prompts import PromptFormat
+    from ttscale.records import read_records
+
+    out, _ = trained
+    result = evaluate(f"value-head:{out}", tmp_path, labels=None, policy=engine,
+                      prompt=PromptFormat(), limit=2, budget=2, methods=("bon",),
+                      max_solution_tokens=64, parallel=2)
+    rows = {row["search"]: row for row in result["search"]["rows"]}
+    assert set(rows) == {f"bon + value-head:{out}", "bon + confidence", "majority"}
+    for row in rows.values():
+        assert row["problems"] == 2
+        assert row["accuracy"]["low"] <= row["accuracy"]["value"] <= row["accuracy"]["high"]
+    # each figure is the share of correct records in its run
+    for spec, folder in result["search"]["runs"].items():
+        records = read_records(Path(folder) / "records.jsonl").records
+        bon = [r for r in records if r["method"] == "bon"]
+        assert rows[f"bon + {spec}"]["accuracy"]["value"] == \
+            sum(r["correct"] for r in bon) / len(bon)
+    assert json.loads((tmp_path / "eval.json").read_text())["search"]["rows"]
+
+
+def test_the_cli_refuses_test_sets_for_labels(tmp_path):
+    from typer.testing import CliRunner
+
+    from ttscale.cli import app
+
+    result = CliRunner().invoke(app, ["prm", "label", "--dataset", "gsm8k", "--out",
+                                      str(tmp_path)])
+    assert result.exit_code == 2 and "test set" in result.output

@@ -17,6 +17,9 @@ def label(
                        ] = "gsm8k_train",
     limit: Annotated[int | None, typer.Option(help="problems to label")] = 200,
     offset: Annotated[int, typer.Option(help="skip this many problems first")] = 0,
+    max_reference_steps: Annotated[int | None, typer.Option(
+        help="only problems whose reference solution has at most this many steps (a weak "
+             "policy learns values where it sometimes succeeds)")] = None,
     samples: Annotated[int, typer.Option(help="solutions sampled per problem")] = 4,
     rollouts: Annotated[int, typer.Option(
         help="completions per step prefix: the rollout budget behind each label")] = 4,
@@ -53,7 +56,8 @@ def label(
             task = progress.add_task("problems labelled", total=None)
             outcome = label_dataset(
                 policy, prompt_format("fewshot", None, policy), out_dir, dataset=dataset,
-                limit=limit, offset=offset, settings=settings, parallel=parallel,
+                limit=limit, offset=offset, max_reference_steps=max_reference_steps,
+                settings=settings, parallel=parallel,
                 progress=lambda done, total: progress.update(task, completed=done,
                                                              total=total))
     except (TTScaleError, ValueError) as error:
@@ -118,6 +122,8 @@ def evaluate(
         help="labels for the step-level AUROC (the head's training problems are left out)")
     ] = None,
     search: Annotated[bool, typer.Option(help="also run the GSM8K test searches")] = True,
+    methods: Annotated[str, typer.Option(
+        "--method", help="searches to compare, from bon, beam and dvts")] = "bon,beam",
     limit: Annotated[int, typer.Option(help="GSM8K test problems for the searches")] = 100,
     offset: int = 0,
     n: Annotated[int, typer.Option("--n", help="budget N")] = 16,
@@ -133,7 +139,7 @@ def evaluate(
     GSM8K test with it, with the policy's confidence, and with majority vote."""
     setup_logging(verbose)
     try:
-        from ttscale.cli_common import load_engine, prompt_format
+        from ttscale.cli_common import load_engine, parse_csv, prompt_format
         from ttscale.prm_training.evaluate import evaluate as run_evaluation
 
         policy = load_engine("llama.cpp", model, None, None, 16384, threads) if search \
@@ -141,6 +147,7 @@ def evaluate(
         result = run_evaluation(head, out_dir, labels=labels, policy=policy,
                                 prompt=prompt_format("fewshot", None, policy) if policy
                                 else None, search=search, limit=limit, offset=offset,
+                                methods=parse_csv(methods, "--method"),
                                 budget=n, width=width, parallel=parallel, seed=seed)
     except (TTScaleError, ValueError) as error:
         fail(str(error))

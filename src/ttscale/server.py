@@ -28,7 +28,7 @@ from pathlib import Path
 
 from ttscale.api import SolveResult, solve_async
 from ttscale.engines.base import Policy
-from ttscale.errors import ConfigError, ContextLengthError
+from ttscale.errors import ConfigError, ContextLengthError, TTScaleError
 from ttscale.http_common import LOCAL_HOSTS, RequestError, check_api_key, read_body
 from ttscale.planner.auto import AUTO
 from ttscale.planner.plan import Plan, load_plan
@@ -110,8 +110,11 @@ class SearchService:
                 raise bad(f"the scorer {spec!r} is not loaded on this server; it has "
                           f"{', '.join(sorted(self._scorers))}. Start the server with "
                           f"--prm {request.prm} to serve it", "prm")
-            self._scorers[spec] = batch_scorer_across_calls(
-                load_scorer(spec, policy=self.policy))
+            try:
+                loaded = load_scorer(spec, policy=self.policy)
+            except TTScaleError as exc:
+                raise bad(f"the scorer {spec!r} could not be loaded: {exc}", "prm") from exc
+            self._scorers[spec] = batch_scorer_across_calls(loaded)
         scorer = self._scorers[spec]
         if scorer is None:
             raise bad(f"{request.method} needs a scorer; 'prm' is none. Name one, e.g. "
@@ -207,6 +210,9 @@ def create_app(service: SearchService):
             if status == 499:
                 return Response(status_code=499)
             return error(exc)
+        except Exception:
+            status = 500
+            raise
         finally:
             metrics.count_request(endpoint, status, time.monotonic() - start)
 

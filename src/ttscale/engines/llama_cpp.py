@@ -235,17 +235,8 @@ class LlamaCppEngine:
 
     # -- tokens -------------------------------------------------------------------------------
     def tokenize(self, text: str, add_bos: bool | None = None) -> list[int]:
-        lc = self._lc
-        data = text.encode("utf-8")
-        capacity = len(data) + 8
-        out = (lc.llama_token * capacity)()
-        add = self._add_bos if add_bos is None else add_bos
-        count = lc.llama_tokenize(self._vocab, data, len(data), out, capacity, add, True)
-        if count < 0:  # buffer too small: -count is the size needed
-            capacity = -count
-            out = (lc.llama_token * capacity)()
-            count = lc.llama_tokenize(self._vocab, data, len(data), out, capacity, add, True)
-        return list(out[:count])
+        return tokenize(self._lc, self._vocab, text, self._add_bos if add_bos is None
+                        else add_bos)
 
     def piece(self, token: int) -> bytes:
         piece = self._pieces.get(token)
@@ -306,21 +297,40 @@ class LlamaCppEngine:
         if batcher is not None:
             batcher.stop()
             self._batcher = None
-        if getattr(self, "_batch", None) is not None:
-            lc.llama_batch_free(self._batch)
-            self._batch = None
-        if getattr(self, "_ctx", None):
-            lc.llama_free(self._ctx)
-            self._ctx = None
-        if getattr(self, "_model", None):
-            lc.llama_model_free(self._model)
-            self._model = None
+        free_handles(self)
 
     def __del__(self) -> None:  # pragma: no cover - interpreter shutdown order varies
         try:
             self.free()
         except Exception:
             pass
+
+
+def tokenize(lc, vocab, text: str, add_bos: bool) -> list[int]:
+    """Token ids of ``text`` (special tokens parsed), with BOS when ``add_bos``."""
+    data = text.encode("utf-8")
+    capacity = len(data) + 8
+    out = (lc.llama_token * capacity)()
+    count = lc.llama_tokenize(vocab, data, len(data), out, capacity, add_bos, True)
+    if count < 0:  # buffer too small: -count is the size needed
+        capacity = -count
+        out = (lc.llama_token * capacity)()
+        count = lc.llama_tokenize(vocab, data, len(data), out, capacity, add_bos, True)
+    return list(out[:count])
+
+
+def free_handles(owner) -> None:
+    """Free an owner's ``_batch``, ``_ctx`` and ``_model`` (in that order), once."""
+    lc = owner._lc
+    if getattr(owner, "_batch", None) is not None:
+        lc.llama_batch_free(owner._batch)
+        owner._batch = None
+    if getattr(owner, "_ctx", None):
+        lc.llama_free(owner._ctx)
+        owner._ctx = None
+    if getattr(owner, "_model", None):
+        lc.llama_model_free(owner._model)
+        owner._model = None
 
 
 _LOG_CALLBACK = None

@@ -6,7 +6,6 @@ normalised hidden state, the one the output layer reads)."""
 from __future__ import annotations
 
 import ctypes
-import hashlib
 import os
 import threading
 from collections.abc import Sequence
@@ -14,7 +13,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from ttscale.engines.embedded import EMBEDDED_NAME, embedded_model_path
-from ttscale.engines.llama_cpp import _log_callback, check_gguf_path
+from ttscale.engines.llama_cpp import _log_callback, check_gguf_path, free_handles, tokenize
 from ttscale.errors import ContextLengthError, ModelLoadError
 
 
@@ -59,21 +58,8 @@ class LlamaHiddenStates:
         self._lock = threading.Lock()
         self.name = EMBEDDED_NAME if self.embedded else self.path.stem
 
-    def sha256(self) -> str:
-        digest = hashlib.sha256()
-        with self.path.open("rb") as handle:
-            for block in iter(lambda: handle.read(2**20), b""):
-                digest.update(block)
-        return digest.hexdigest()
-
     def tokenize(self, text: str, add_bos: bool = False) -> list[int]:
-        lc = self._lc
-        data = text.encode("utf-8")
-        capacity = len(data) + 8
-        out = (lc.llama_token * capacity)()
-        count = lc.llama_tokenize(self._vocab, data, len(data), out, capacity,
-                                  add_bos and self._add_bos, True)
-        return list(out[:count])
+        return tokenize(self._lc, self._vocab, text, add_bos and self._add_bos)
 
     def hidden_states(self, tokens: Sequence[int], positions: Sequence[int]) -> np.ndarray:
         """The final hidden state at each of ``positions`` (indices into ``tokens``), as a
@@ -103,19 +89,12 @@ class LlamaHiddenStates:
         return rows
 
     def close(self) -> None:
-        lc = getattr(self, "_lc", None)
-        if lc is None:
-            return
-        if getattr(self, "_batch", None) is not None:
-            lc.llama_batch_free(self._batch)
-            self._batch = None
-        if getattr(self, "_ctx", None):
-            lc.llama_free(self._ctx)
-            self._ctx = None
-        if getattr(self, "_model", None):
-            lc.llama_model_free(self._model)
-            self._model = None
+        if getattr(self, "_lc", None) is not None:
+            free_handles(self)
 
-    def __del__(self) -> None:
-        self.close()
+    def __del__(self) -> None:  # pragma: no cover - interpreter shutdown order varies
+        try:
+            self.close()
+        except Exception:
+            pass
 

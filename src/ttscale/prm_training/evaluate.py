@@ -47,19 +47,24 @@ class SearchArm:
 
 
 def search_accuracy(policy, prompt, head_spec: str, out_dir: Path, *, limit: int,
-                    offset: int = 0, budget: int = 16, width: int = 4, parallel: int = 4,
+                    methods: tuple[str, ...] = ("bon", "beam"), offset: int = 0,
+                    budget: int = 16, width: int = 4, parallel: int = 4,
                     seed: int = 0, max_step_tokens: int = 64, max_depth: int = 10,
                     max_solution_tokens: int = 256) -> dict:
-    """Runs BoN and beam with the head and with confidence, and majority vote, on GSM8K test;
-    returns the accuracy table with intervals."""
+    """Runs ``methods`` (Best-of-N, beam search, DVTS) with the head and with the policy's
+    confidence, and majority vote, on GSM8K test; returns the accuracy table with
+    intervals."""
     from ttscale.rewards import load_scorer
     from ttscale.runner import DatasetSelection, RunConfig, run
     from ttscale.search.context import SearchSettings
 
     settings = SearchSettings(max_step_tokens=max_step_tokens, max_depth=max_depth,
                               max_solution_tokens=max_solution_tokens, width=width, seed=seed)
-    arms = (SearchArm(head_spec, ("bon", "beam", BASELINE)),
-            SearchArm("confidence", ("bon", "beam")))
+    unknown = set(methods) - {"bon", "beam", "dvts"}
+    if unknown or not methods:
+        raise ConfigError(f"the searches compared are bon, beam and dvts; got "
+                          f"{', '.join(methods) or 'none'}")
+    arms = (SearchArm(head_spec, (*methods, BASELINE)), SearchArm("confidence", methods))
     correct: dict[tuple[str, str], dict[str, float]] = {}
     runs = {}
     for arm in arms:

@@ -8,9 +8,11 @@ and including that step, and each completion's final answer is graded against th
   the step's value: how likely the policy is to finish correctly from there);
 * the hard label is whether any of them does.
 
-The last step's label is the solution's own correctness. Prefixes that several solutions
-share are rolled out once. Every problem's calls go through the engine together and problems
-run ``parallel`` at once, so the engine's batches stay full.
+The last step's label is the solution's own correctness. A rollout has the tokens its
+solution had left (the sample's budget less what the steps before it took, at least
+``MIN_ROLLOUT_TOKENS``), so a long solution's late steps cost little. Prefixes that several
+solutions share are rolled out once. Every problem's calls go through the engine together
+and problems run ``parallel`` at once, so the engine's batches stay full.
 
 Only training data may be labelled: the built-in test splits are refused, so a PRM trained
 here never saw a problem it is evaluated on.
@@ -28,7 +30,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from ttscale.datasets import BUILTIN_DATASETS, TRAIN_ONLY, Problem, load_dataset
-from ttscale.engines.base import Continuation, Policy
+from ttscale.engines.base import Policy
 from ttscale.errors import ConfigError
 from ttscale.grading import extract_answer, grade
 from ttscale.prompts import PromptFormat
@@ -40,6 +42,7 @@ from ttscale.search.steps_from_text import split_continuation
 logger = logging.getLogger(__name__)
 
 LABELS_FILE = "labels.jsonl"
+MIN_ROLLOUT_TOKENS = 16
 MANIFEST_FILE = "manifest.json"
 
 
@@ -86,15 +89,29 @@ async def label_problem(problem: Problem, policy: Policy, prompt: PromptFormat,
     [samples] = await policy.extend([root], settings.samples, stops,
                                     settings.max_solution_tokens, settings.temperature,
                                     settings.top_p, settings.seed)
-    solutions = [[s.text for s in split_continuation(c, delimiter)] for c in samples]
-    # every step prefix but the whole solution, each once (samples often share first steps)
-    ordered = list(dict.fromkeys(root + delimiter.join(steps[:end]) + delimiter
-                                 for steps in solutions for end in range(1, len(steps))))
-    rolled: list[list[Continuation]] = []
-    if ordered:
-        rolled = await policy.extend(ordered, settings.rollouts, stops,
-                                     settings.max_solution_tokens, settings.temperature,
-                                     settings.top_p, settings.seed)
+    split = [split_continuation(c, delimiter) for c in samples]
+    solutions = [[step.text for step in steps] for steps in split]
+    # every step prefix but the whole solution, each once (samples often share first steps),
+    # with the tokens its solution has left: a rollout finishes the solution within the same
+    # budget as the sample it continues
+    room: dict[str, int] = {}
+    for steps in split:
+        for end in range(1, len(steps)):
+            prefix = root + delimiter.join(s.text for s in steps[:end]) + delimiter
+            left = settings.max_solution_tokens - sum(s.generated_tokens for s in steps[:end])
+            room[prefix] = max(MIN_ROLLOUT_TOKENS, min(room.get(prefix, left), left))
+    ordered = list(room)
+    by_room: dict[int, list[str]] = {}
+    for prefix in ordered:
+        by_room.setdefault(room[prefix], []).append(prefix)
+    groups = list(by_room.items())
+    # issued in one turn of the event loop: the engine batches them together
+    answers = await asyncio.gather(*(
+        policy.extend(prefixes, settings.rollouts, stops, tokens, settings.temperature,
+                      settings.top_p, settings.seed) for tokens, prefixes in groups))
+    rolled_of = {prefix: outs for (_, prefixes), group in zip(groups, answers, strict=True)
+                 for prefix, outs in zip(prefixes, group, strict=True)}
+    rolled = [rolled_of[prefix] for prefix in ordered]
     correct_of = {prefix: sum(grade(extract_answer(c.text), problem.answer) for c in outs)
                   for prefix, outs in zip(ordered, rolled, strict=True)}
     records = []
@@ -123,20 +140,43 @@ def _label(correct: int, rollouts: int) -> dict:
     return {"soft": soft, "hard": correct > 0, "correct": correct, "rollouts": rollouts}
 
 
+def reference_steps(problem: Problem) -> int | None:
+    """Steps of a problem's reference solution (its non-empty lines before GSM8K's final
+    ``####`` line); None without one."""
+    if not problem.solution:
+        return None
+    return sum(1 for line in problem.solution.splitlines()
+               if line.strip() and not line.startswith("####"))
+
+
 def label_dataset(policy: Policy, prompt: PromptFormat, out_dir: Path, *, dataset: str,
                   limit: int | None = None, offset: int = 0,
+                  max_reference_steps: int | None = None,
                   settings: LabelSettings = LabelSettings(), parallel: int = 4,
                   progress: Callable[[int, int], None] | None = None) -> LabelOutcome:
     """Label a training set's problems into ``out_dir``, resuming what is there."""
     check_training_split(dataset)
-    problems = load_dataset(dataset, limit=limit, offset=offset).problems
-    identity = {"dataset": dataset, "settings": asdict(settings),
+    problems = load_dataset(dataset).problems
+    if max_reference_steps is not None:
+        # a weak policy learns values only where it sometimes succeeds: short problems
+        problems = tuple(p for p in problems
+                         if (reference_steps(p) or max_reference_steps + 1)
+                         <= max_reference_steps)
+        if not problems:
+            raise ConfigError(f"no problem of {dataset} has a reference solution of at most "
+                              f"{max_reference_steps} steps")
+    problems = problems[offset:offset + limit if limit is not None else None]
+    if not problems:
+        raise ConfigError(f"--offset {offset} is past the last of the selected problems")
+    identity = {"dataset": dataset, "max_reference_steps": max_reference_steps,
+                "settings": asdict(settings),
                 "prompt": prompt.kind, "policy": {"name": policy.info.name,
                                                   "parameters": policy.info.parameters,
                                                   **{k: v for k, v in
                                                      policy.info.extra.items()
                                                      if k != "path"}},
-                "label_method": "math-shepherd monte-carlo rollouts"}
+                "label_method": "math-shepherd monte-carlo rollouts, each with the tokens "
+                                "its solution had left"}
     out_dir.mkdir(parents=True, exist_ok=True)
     _check_manifest(out_dir / MANIFEST_FILE, identity)
     write_json_atomic(out_dir / MANIFEST_FILE, identity)
