@@ -205,13 +205,20 @@ def label_dataset(policy: Policy, prompt: PromptFormat, out_dir: Path, *, datase
     return LabelOutcome(labelled, len(problems) - len(todo), failures, out_dir)
 
 
-def _check_manifest(path: Path, identity: dict) -> None:
+def read_label_manifest(path: Path) -> dict:
+    """A labels folder's manifest ({} when there is none); an unreadable one is an error."""
     if not path.exists():
-        return
+        return {}
     try:
-        existing = json.loads(path.read_text(encoding="utf-8"))
+        return json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
         raise ConfigError(f"{path} is unreadable ({exc}); move it away to start over") from exc
+
+
+def _check_manifest(path: Path, identity: dict) -> None:
+    existing = read_label_manifest(path)
+    if not existing:
+        return
     identity = json.loads(json.dumps(identity))
     changed = sorted(k for k in identity if existing.get(k) != identity[k])
     if changed:

@@ -22,7 +22,7 @@ import numpy as np
 from ttscale.errors import ConfigError
 from ttscale.prm_training.head import FitSettings, ValueHead, auroc, bce, fit
 from ttscale.prm_training.labels import MANIFEST_FILE as LABELS_MANIFEST
-from ttscale.prm_training.labels import read_labels
+from ttscale.prm_training.labels import read_label_manifest, read_labels
 from ttscale.records import write_json_atomic
 from ttscale.rewards.value_head import MANIFEST_FILE, STEP_TOKEN, gguf_fingerprint, step_features
 
@@ -162,7 +162,7 @@ def train_value_head(labels: Path, out_dir: Path, *, name: str, model_path: str 
     if label not in LABEL_KINDS:
         raise ConfigError(f"unknown label kind {label!r}; use soft or hard")
     records = read_labels(labels)
-    label_manifest = _read_json(labels / LABELS_MANIFEST) if labels.is_dir() else {}
+    label_manifest = read_label_manifest(labels / LABELS_MANIFEST) if labels.is_dir() else {}
     reader = LlamaHiddenStates(model_path, n_threads=n_threads)
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
@@ -210,15 +210,6 @@ def train_value_head(labels: Path, out_dir: Path, *, name: str, model_path: str 
         return manifest
     finally:
         reader.close()
-
-
-def _read_json(path: Path) -> dict:
-    import json
-
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
 
 
 def _sha256(path: Path) -> str:
