@@ -187,6 +187,59 @@ def test_labelling_resumes_and_refuses_other_settings(engine, labelled):
                       parallel=3)
 
 
+def screening_policy(correct_samples: set[int]):
+    """A scripted policy: root sample j answers 7 (right) if j is in ``correct_samples``,
+    else 8; a rollout from any step answers 7 only as its first completion."""
+    from fakes import ScriptedPolicy
+
+    def respond(prefix: str, j: int, stop):
+        if prefix.rstrip().endswith("Solution:"):
+            answer = 7 if j in correct_samples else 8
+            return (f"Step 1: sample {j} starts.\nStep 2: it goes on.\n"
+                    f"The answer is \\boxed{{{answer}}}.\nProblem: next", "stop")
+        return (f"Step 3: rollout {j}.\nThe answer is \\boxed{{{7 if j == 0 else 8}}}.", "stop")
+
+    return ScriptedPolicy(respond)
+
+
+@pytest.mark.parametrize("right", [set(), {1, 4, 6}, set(range(8)), {5}])
+def test_screening_labels_only_problems_the_policy_sometimes_solves(right):
+    from ttscale.datasets import Problem
+    from ttscale.prm_training.labels import label_problem
+    from ttscale.prompts import PromptFormat
+
+    policy = screening_policy(right)
+    problem = Problem("p", "What is 3 + 4?", "7", "mine")
+    settings = LabelSettings(samples=4, rollouts=2, max_solution_tokens=64, screen=8)
+    record = asyncio.run(label_problem(problem, policy, PromptFormat(), settings))
+    assert record["screen"] == {"samples": 8, "correct": len(right)}
+    screened = policy.calls[0].replies[0]
+    assert policy.calls[0].n == 8
+    if not right:  # nothing to tell apart: no rollouts at all
+        assert record["solutions"] == [] and len(policy.calls) == 1
+        assert record["generated_tokens"] == sum(c.generated_tokens for c in screened)
+        return
+    # the right ones first, at most half of the four unless too few are wrong
+    starts = [int(s["steps"][0].split()[3]) for s in record["solutions"]]
+    take = min(len(right), 2)
+    expected = sorted(right)[:take] + [j for j in range(8) if j not in right][:4 - take]
+    expected += sorted(right)[take:take + 4 - len(expected)]
+    assert starts == expected
+    assert [s["correct"] for s in record["solutions"]] == [j in right for j in expected]
+    for solution in record["solutions"]:
+        # rollouts: the first of two answers right, so every inner step is worth a half
+        assert [label["soft"] for label in solution["labels"]] == [
+            0.5, 0.5, float(solution["correct"])]
+    rolled = sum(c.generated_tokens for call in policy.calls[1:] for cs in call.replies
+                 for c in cs)
+    assert record["generated_tokens"] == sum(c.generated_tokens for c in screened) + rolled
+
+
+def test_screening_must_sample_at_least_the_solutions_it_labels():
+    with pytest.raises(ConfigError, match="--screen"):
+        LabelSettings(samples=4, screen=2)
+
+
 # -- training on them, and the scorer ----------------------------------------------------------
 @pytest.fixture(scope="module")
 def trained(labelled, tmp_path_factory):
@@ -201,10 +254,12 @@ def test_training_writes_a_head_and_a_manifest_that_names_its_data(trained, labe
     assert (out / "head.npz").exists() and read_manifest(out) == manifest
     assert manifest["base_model"]["embedded"] and manifest["base_model"]["hidden_size"] == 576
     data = manifest["data"]
-    assert data["dataset"] == "gsm8k_train"
+    [source] = data["sources"]
+    assert source["dataset"] == "gsm8k_train" and source["labels"] == str(labelled)
+    assert source["problems"] == 6 and source["settings"]["rollouts"] == SETTINGS.rollouts
     assert set(data["training_problems"]).isdisjoint(data["validation_problems"])
     assert len(data["training_problems"]) + len(data["validation_problems"]) == 6
-    assert manifest["label_method"]["rollouts"] == SETTINGS.rollouts
+    assert manifest["label_method"]["kind"] == "soft"
     valid = manifest["validation"]
     assert valid["problems"] == len(data["validation_problems"]) and valid["steps"] > 0
     assert (out / "head.npz").stat().st_size < 1_000_000
@@ -212,6 +267,17 @@ def test_training_writes_a_head_and_a_manifest_that_names_its_data(trained, labe
     again = train_value_head(labelled, out, name="test-head", validation=0.34,
                              settings=FitSettings(hidden=8, epochs=30), n_threads=2)
     assert again["validation"] == manifest["validation"]
+
+
+def test_training_on_several_folders_uses_a_problem_labelled_twice_once(labelled, tmp_path,
+                                                                       caplog):
+    manifest = train_value_head([labelled, labelled], tmp_path, name="twice", validation=0.34,
+                                settings=FitSettings(hidden=0, epochs=5), n_threads=2)
+    first, second = manifest["data"]["sources"]
+    assert (first["problems"], second["problems"]) == (6, 0)
+    assert "6 problems of" in caplog.text
+    data = manifest["data"]
+    assert len(data["training_problems"]) + len(data["validation_problems"]) == 6
 
 
 def test_the_head_scores_steps_as_a_prm(trained):

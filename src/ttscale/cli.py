@@ -216,6 +216,10 @@ def demo(
     model: ModelOpt = None,
     threads: ThreadsOpt = None,
     report: Annotated[bool, typer.Option(help="Write the run's HTML report beside it.")] = True,
+    prm: Annotated[str, typer.Option(
+        help="the verifier of Best-of-N, beam search and DVTS; auto: the shipped "
+             "ttscale-smollm2 PRM on the embedded model, else the policy's confidence")
+    ] = "auto",
     verbose: bool = False,
 ) -> None:
     """The main job on the embedded model: greedy vs majority vote vs Best-of-N vs beam search
@@ -224,6 +228,8 @@ def demo(
     setup_logging(verbose)
     try:
         from ttscale.rewards import load_scorer
+
+        prm = demo_scorer(prm, model)
         from ttscale.runner import DatasetSelection, RunConfig
         from ttscale.search.context import SearchSettings
 
@@ -231,15 +237,15 @@ def demo(
                                   width=width, seed=0)
         config = RunConfig(dataset=DatasetSelection("gsm8k", limit=limit),
                            methods=("greedy", "majority", "bon", "beam", "dvts"),
-                           budgets=(n,), scorer="confidence", settings=settings)
+                           budgets=(n,), scorer=prm, settings=settings)
         policy = load_engine("llama.cpp", model, None, None, 16384, threads)
         chosen_prompt = prompt_format("fewshot", None, policy)
-        outcome = _run_with_progress(config, policy, load_scorer("confidence", policy=policy),
+        outcome = _run_with_progress(config, policy, load_scorer(prm, policy=policy),
                                      out_dir, chosen_prompt)
     except (TTScaleError, ValueError) as error:
         fail(str(error))
     _print_summary(outcome, config, f"ttscale demo: GSM8K test, first {limit} problems, "
-                                    f"{policy.info.name}, N={n}, M={width}, scorer confidence")
+                                    f"{policy.info.name}, N={n}, M={width}, scorer {prm}")
     if report:
         from ttscale.report import build_report
 
@@ -249,6 +255,18 @@ def demo(
             fail(f"the run finished but its report could not be written: {error}")
         out.print(f"report: {files.html} (open it in a browser; tables and figures in "
                   f"{files.html.with_name('report-files')})")
+
+
+def demo_scorer(choice: str, model: str | None) -> str:
+    """The demo's scorer: ``auto`` is the shipped PRM when it is installed and the policy is
+    the embedded model it was trained on, else the policy's confidence."""
+    if choice != "auto":
+        return choice
+    from ttscale.rewards.value_head import MANIFEST_FILE, SHIPPED_NAME, shipped_head_folder
+
+    if model is None and (shipped_head_folder() / MANIFEST_FILE).exists():
+        return SHIPPED_NAME
+    return "confidence"
 
 
 @app.command()

@@ -21,6 +21,10 @@ def label(
         help="only problems whose reference solution has at most this many steps (a weak "
              "policy learns values where it sometimes succeeds)")] = None,
     samples: Annotated[int, typer.Option(help="solutions sampled per problem")] = 4,
+    screen: Annotated[int, typer.Option(
+        help="sample this many solutions first and skip problems none of them solves; the "
+             "solutions to label are taken from them, correct and wrong (0: no screening)")
+    ] = 0,
     rollouts: Annotated[int, typer.Option(
         help="completions per step prefix: the rollout budget behind each label")] = 4,
     max_tokens: Annotated[int, typer.Option(help="tokens per solution or rollout")] = 256,
@@ -49,7 +53,8 @@ def label(
 
         check_training_split(dataset)
         settings = LabelSettings(samples=samples, rollouts=rollouts, temperature=temperature,
-                                 max_solution_tokens=max_tokens, seed=seed)
+                                 max_solution_tokens=max_tokens, seed=seed,
+                                 screen=screen)
         policy = load_engine("llama.cpp", model, None, None, n_ctx, threads)
         with Progress("[progress.description]{task.description}", BarColumn(),
                       MofNCompleteColumn(), TimeElapsedColumn(), console=console) as progress:
@@ -71,8 +76,9 @@ def label(
 
 
 def train(
-    labels: Annotated[Path, typer.Option(help="the --out folder of `ttscale prm label`")
-                      ] = Path("runs/prm-labels"),
+    labels: Annotated[list[Path] | None, typer.Option(
+        help="the --out folder of `ttscale prm label`; repeat it to train on several "
+             "(default: runs/prm-labels)")] = None,
     out_dir: Annotated[Path, typer.Option("--out", help="where the head and its manifest go")
                        ] = Path("runs/prm-head"),
     name: Annotated[str | None, typer.Option(help="the head's name (default: value-head:OUT)")
@@ -98,8 +104,9 @@ def train(
 
         settings = FitSettings(hidden=hidden, learning_rate=learning_rate,
                                weight_decay=weight_decay, epochs=epochs, seed=seed)
-        manifest = train_value_head(labels, out_dir, name=name or f"value-head:{out_dir}",
-                                    model_path=model, validation=validation,
+        manifest = train_value_head(labels or [Path("runs/prm-labels")], out_dir,
+                                    name=name or f"value-head:{out_dir}", model_path=model,
+                                    validation=validation,
                                     label=label_kind, settings=settings, n_threads=threads)
     except (TTScaleError, ValueError) as error:
         fail(str(error))

@@ -14,6 +14,13 @@ solution had left (the sample's budget less what the steps before it took, at le
 solutions share are rolled out once. Every problem's calls go through the engine together
 and problems run ``parallel`` at once, so the engine's batches stay full.
 
+With ``screen`` > 0 a problem is screened first: ``screen`` solutions are sampled and graded,
+and a problem none of them solves is recorded as screened out (no rollouts: every label would
+be 0). Otherwise the solutions to label are taken from the screened ones, the correct first
+(up to half of ``samples``) and then the wrong, so both kinds of steps are labelled. A weak
+policy solves few training problems; screening spends the rollout budget where its labels
+can tell steps apart.
+
 Only training data may be labelled: the built-in test splits are refused, so a PRM trained
 here never saw a problem it is evaluated on.
 
@@ -54,11 +61,16 @@ class LabelSettings:
     top_p: float = 1.0
     max_solution_tokens: int = 256
     seed: int = 0
+    screen: int = 0  # solutions sampled to screen a problem first; 0: no screening
 
     def __post_init__(self) -> None:
         for name in ("samples", "rollouts", "max_solution_tokens"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be at least 1, got {getattr(self, name)}")
+        if self.screen and self.screen < self.samples:
+            raise ConfigError(f"screening samples the solutions to label: --screen "
+                              f"({self.screen}) must be 0 or at least --samples "
+                              f"({self.samples})")
         if not 0 < self.temperature <= 2:
             raise ConfigError("labels need sampled rollouts: the temperature must be in "
                               f"(0, 2], got {self.temperature}")
@@ -86,9 +98,19 @@ async def label_problem(problem: Problem, policy: Policy, prompt: PromptFormat,
     search = prompt.apply(SearchSettings())
     delimiter, stops = search.delimiter, list(search.end_stops)
     root = prompt.render(problem.problem)
-    [samples] = await policy.extend([root], settings.samples, stops,
+    [samples] = await policy.extend([root], settings.screen or settings.samples, stops,
                                     settings.max_solution_tokens, settings.temperature,
                                     settings.top_p, settings.seed)
+    sampled_tokens = sum(c.generated_tokens for c in samples)
+    screened = None
+    if settings.screen:
+        solved = [grade(extract_answer(c.text), problem.answer) for c in samples]
+        screened = {"samples": len(samples), "correct": sum(solved)}
+        if not any(solved):
+            return {"key": problem.id, "problem_id": problem.id, "problem": problem.problem,
+                    "reference": problem.answer, "solutions": [], "screen": screened,
+                    "generated_tokens": sampled_tokens, "rolled_prefixes": 0}
+        samples = _mixed(samples, solved, settings.samples)
     split = [split_continuation(c, delimiter) for c in samples]
     solutions = [[step.text for step in steps] for steps in split]
     # every step prefix but the whole solution, each once (samples often share first steps),
@@ -126,11 +148,20 @@ async def label_problem(problem: Problem, policy: Policy, prompt: PromptFormat,
             labels.append(_label(int(final_correct), 0))
         records.append({"steps": steps, "answer": final, "correct": final_correct,
                         "labels": labels})
-    tokens = sum(c.generated_tokens for c in samples) + sum(
-        c.generated_tokens for outs in rolled for c in outs)
+    tokens = sampled_tokens + sum(c.generated_tokens for outs in rolled for c in outs)
     return {"key": problem.id, "problem_id": problem.id, "problem": problem.problem,
             "reference": problem.answer, "solutions": records, "generated_tokens": tokens,
-            "rolled_prefixes": len(ordered)}
+            "rolled_prefixes": len(ordered), **({"screen": screened} if screened else {})}
+
+
+def _mixed(samples: list, solved: list[bool], count: int) -> list:
+    """``count`` of the screened samples: the correct ones first, up to half, then the wrong
+    ones, then more correct ones if the wrong run out; sampling order kept within each."""
+    right = [c for c, ok in zip(samples, solved, strict=True) if ok]
+    wrong = [c for c, ok in zip(samples, solved, strict=True) if not ok]
+    take_right = min(len(right), max(1, count // 2))
+    chosen = right[:take_right] + wrong[:count - take_right]
+    return chosen + right[take_right:take_right + count - len(chosen)]
 
 
 def _label(correct: int, rollouts: int) -> dict:
@@ -168,8 +199,11 @@ def label_dataset(policy: Policy, prompt: PromptFormat, out_dir: Path, *, datase
     problems = problems[offset:offset + limit if limit is not None else None]
     if not problems:
         raise ConfigError(f"--offset {offset} is past the last of the selected problems")
+    settings_identity = asdict(settings)
+    if not settings.screen:  # folders labelled before screening existed resume as they were
+        del settings_identity["screen"]
     identity = {"dataset": dataset, "max_reference_steps": max_reference_steps,
-                "settings": asdict(settings),
+                "settings": settings_identity,
                 "prompt": prompt.kind, "policy": {"name": policy.info.name,
                                                   "parameters": policy.info.parameters,
                                                   **{k: v for k, v in

@@ -150,19 +150,44 @@ def _logit(p: float) -> float:
     return float(np.log(p / (1 - p)))
 
 
-def train_value_head(labels: Path, out_dir: Path, *, name: str, model_path: str | None = None,
-                     validation: float = 0.2, label: str = "soft",
-                     settings: FitSettings | None = None, n_threads: int | None = None,
+def read_label_folders(folders: Sequence[Path]) -> tuple[list[dict], list[dict]]:
+    """The labelled problems of several labels folders, and each folder's provenance; a
+    problem labelled in two folders is kept from the first and reported."""
+    records: list[dict] = []
+    sources: list[dict] = []
+    seen: set[str] = set()
+    for folder in folders:
+        labelled = read_labels(folder)
+        fresh = [r for r in labelled if str(r.get("key")) not in seen]
+        if len(fresh) < len(labelled):
+            logger.warning("%d problems of %s were labelled in an earlier folder too; the "
+                           "earlier labels are used", len(labelled) - len(fresh), folder)
+        seen.update(str(r.get("key")) for r in fresh)
+        records.extend(fresh)
+        manifest = read_label_manifest(folder / LABELS_MANIFEST) if folder.is_dir() else {}
+        sources.append({"labels": str(folder), "dataset": manifest.get("dataset"),
+                        "max_reference_steps": manifest.get("max_reference_steps"),
+                        "settings": manifest.get("settings"),
+                        "method": manifest.get("label_method", "monte-carlo rollouts"),
+                        "policy": manifest.get("policy"), "problems": len(fresh),
+                        "problems_with_labelled_steps": sum(bool(r.get("solutions"))
+                                                            for r in fresh)})
+    return records, sources
+
+
+def train_value_head(labels: Path | Sequence[Path], out_dir: Path, *, name: str,
+                     model_path: str | None = None, validation: float = 0.2,
+                     label: str = "soft", settings: FitSettings | None = None,
+                     n_threads: int | None = None,
                      progress: Callable[[int, int], None] | None = None) -> dict:
-    """Train a head on the labels in ``labels`` and write it to ``out_dir``; returns its
-    manifest."""
+    """Train a head on the labels in ``labels`` (one folder or several) and write it to
+    ``out_dir``; returns its manifest."""
     from ttscale.engines.llama_hidden import LlamaHiddenStates
 
     settings = settings or FitSettings()
     if label not in LABEL_KINDS:
         raise ConfigError(f"unknown label kind {label!r}; use soft or hard")
-    records = read_labels(labels)
-    label_manifest = read_label_manifest(labels / LABELS_MANIFEST) if labels.is_dir() else {}
+    records, sources = read_label_folders([labels] if isinstance(labels, Path) else labels)
     reader = LlamaHiddenStates(model_path, n_threads=n_threads)
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
@@ -190,11 +215,9 @@ def train_value_head(labels: Path, out_dir: Path, *, name: str, model_path: str 
                 "parameters": int(reader.parameters), "hidden_size": reader.n_embd,
                 "features": "llama.cpp embeddings mode, no pooling",
             },
-            "label_method": {"kind": label, **label_manifest.get("settings", {}),
-                             "source": label_manifest.get("label_method",
-                                                          "monte-carlo rollouts")},
-            "data": {"labels": str(labels), "dataset": label_manifest.get("dataset"),
-                     "policy": label_manifest.get("policy"),
+            "label_method": {"kind": label,
+                             "methods": sorted({str(s["method"]) for s in sources})},
+            "data": {"sources": sources,
                      "training_problems": sorted(train_ids),
                      "validation_problems": sorted(held_out)},
             "head": {"hidden": settings.hidden, "fit": asdict(settings),
