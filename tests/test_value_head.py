@@ -386,6 +386,24 @@ def test_search_evaluation_compares_the_head_confidence_and_majority(engine, tra
         assert rows[f"bon + {spec}"]["accuracy"]["value"] == \
             sum(r["correct"] for r in bon) / len(bon)
     assert json.loads((tmp_path / "eval.json").read_text())["search"]["rows"]
+    # the head's card is written from that evaluation: each row's figures, as printed
+    from ttscale.prm_training.card import write_card
+
+    text = write_card(out, tmp_path / "eval.json").read_text()
+    assert json.loads((out / "eval.json").read_text()) == result
+    for row in result["search"]["rows"]:
+        accuracy = row["accuracy"]
+        assert (f"| {row['search']} | 2 | {accuracy['value']:.1%} [{accuracy['low']:.1%}, "
+                f"{accuracy['high']:.1%}] |") in text
+    assert f"{manifest_of(out)['validation']['bce']:.4f}" in text
+    assert "majority vote" in text
+    (tmp_path / "other.json").write_text(json.dumps({**result, "manifest": {}}))
+    with pytest.raises(ConfigError, match="another head"):
+        write_card(out, tmp_path / "other.json")
+
+
+def manifest_of(folder: Path) -> dict:
+    return read_manifest(folder)
 
 
 def test_the_cli_refuses_test_sets_for_labels(tmp_path):

@@ -400,11 +400,12 @@ from ttscale.cli_serve import serve  # noqa: E402
 
 app.command()(serve)
 
-from ttscale.cli_prm import evaluate, label, train  # noqa: E402
+from ttscale.cli_prm import card, evaluate, label, train  # noqa: E402
 
 prm_app.command("label")(label)
 prm_app.command("train")(train)
 prm_app.command("eval")(evaluate)
+prm_app.command("card")(card)
 
 
 if __name__ == "__main__":  # pragma: no cover

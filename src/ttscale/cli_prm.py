@@ -183,3 +183,20 @@ def _print_evaluation(result: dict) -> None:
                           "-" if d is None else
                           f"{d['value']:+.3f} [{d['low']:+.3f}, {d['high']:+.3f}]")
         out.print(table)
+
+
+def card(
+    head: Annotated[Path, typer.Argument(help="the --out folder of `ttscale prm train`")],
+    evaluation: Annotated[Path | None, typer.Option(
+        "--eval", help="the eval.json of `ttscale prm eval` for this head (copied into the "
+                       "folder)")] = None,
+) -> None:
+    """Write the head's README.md from its manifest and its evaluation: the step AUROC, and
+    the search accuracy table against majority vote."""
+    try:
+        from ttscale.prm_training.card import write_card
+
+        path = write_card(head, evaluation)
+    except TTScaleError as error:
+        fail(str(error))
+    out.print(f"card written: {path}", highlight=False)
