@@ -228,10 +228,10 @@ def demo(
     setup_logging(verbose)
     try:
         from ttscale.rewards import load_scorer
-
-        prm = demo_scorer(prm, model)
         from ttscale.runner import DatasetSelection, RunConfig
         from ttscale.search.context import SearchSettings
+
+        prm = demo_scorer(prm, model)
 
         settings = SearchSettings(max_step_tokens=64, max_depth=10, max_solution_tokens=256,
                                   width=width, seed=0)

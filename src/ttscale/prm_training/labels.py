@@ -122,10 +122,9 @@ async def label_problem(problem: Problem, policy: Policy, prompt: PromptFormat,
             prefix = root + delimiter.join(s.text for s in steps[:end]) + delimiter
             left = settings.max_solution_tokens - sum(s.generated_tokens for s in steps[:end])
             room[prefix] = max(MIN_ROLLOUT_TOKENS, min(room.get(prefix, left), left))
-    ordered = list(room)
     by_room: dict[int, list[str]] = {}
-    for prefix in ordered:
-        by_room.setdefault(room[prefix], []).append(prefix)
+    for prefix, tokens in room.items():
+        by_room.setdefault(tokens, []).append(prefix)
     groups = list(by_room.items())
     # issued in one turn of the event loop: the engine batches them together
     answers = await asyncio.gather(*(
@@ -133,9 +132,8 @@ async def label_problem(problem: Problem, policy: Policy, prompt: PromptFormat,
                       settings.top_p, settings.seed) for tokens, prefixes in groups))
     rolled_of = {prefix: outs for (_, prefixes), group in zip(groups, answers, strict=True)
                  for prefix, outs in zip(prefixes, group, strict=True)}
-    rolled = [rolled_of[prefix] for prefix in ordered]
     correct_of = {prefix: sum(grade(extract_answer(c.text), problem.answer) for c in outs)
-                  for prefix, outs in zip(ordered, rolled, strict=True)}
+                  for prefix, outs in rolled_of.items()}
     records = []
     for steps in solutions:
         final = extract_answer(steps[-1]) if steps else None
@@ -148,10 +146,11 @@ async def label_problem(problem: Problem, policy: Policy, prompt: PromptFormat,
             labels.append(_label(int(final_correct), 0))
         records.append({"steps": steps, "answer": final, "correct": final_correct,
                         "labels": labels})
-    tokens = sampled_tokens + sum(c.generated_tokens for outs in rolled for c in outs)
+    tokens = sampled_tokens + sum(c.generated_tokens for outs in rolled_of.values()
+                                  for c in outs)
     return {"key": problem.id, "problem_id": problem.id, "problem": problem.problem,
             "reference": problem.answer, "solutions": records, "generated_tokens": tokens,
-            "rolled_prefixes": len(ordered), **({"screen": screened} if screened else {})}
+            "rolled_prefixes": len(room), **({"screen": screened} if screened else {})}
 
 
 def _mixed(samples: list, solved: list[bool], count: int) -> list:
