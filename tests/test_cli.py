@@ -44,7 +44,8 @@ class TestBadInput:
             (("--model", "/nonexistent/model.gguf", "--limit", "1"),
              "model file /nonexistent/model.gguf does not exist"),
             (("--engine", "openai", "--limit", "1"), "needs --base-url"),
-            (("--engine", "vllm", "--limit", "1"), "unknown engine 'vllm'"),
+            (("--engine", "vllm", "--limit", "1"), "--engine vllm needs --model"),
+            (("--engine", "sglang", "--limit", "1"), "unknown engine 'sglang'"),
         ],
     )
     def test_run_rejects_with_one_clear_line(self, args, expected):

@@ -31,6 +31,7 @@ from ttscale.cli_common import (
     ThreadsOpt,
     TrustOpt,
     console,
+    engine_spec_from,
     fail,
     load_engine,
     out,
@@ -50,23 +51,28 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
 )
-def _default_run_dir(config, policy, plan=None) -> Path:
-    """Runs of the same command land in the same folder, so rerunning it resumes."""
-    identity = json.dumps({"config": asdict(config), "model": policy.info.name,
+def _default_run_dir(config, model_name: str, plan=None) -> Path:
+    """Runs of the same command land in the same folder, so rerunning it resumes (locally
+    or on Ray alike)."""
+    identity = json.dumps({"config": asdict(config), "model": model_name,
                            **({"plan": plan.identity} if plan is not None else {})},
                           sort_keys=True, default=str)
     digest = hashlib.sha256(identity.encode()).hexdigest()[:8]
     return Path("runs") / f"{config.dataset.name}-{'-'.join(config.methods)}-{digest}"
 
 
-def _run_with_progress(config, policy, scorer, run_dir, prompt, plan=None, parallel=None):
+def _progress():
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
 
+    return Progress("[progress.description]{task.description}", BarColumn(),
+                    MofNCompleteColumn(), TimeElapsedColumn(), console=console,
+                    transient=False)
+
+
+def _run_with_progress(config, policy, scorer, run_dir, prompt, plan=None, parallel=None):
     from ttscale.runner import run
 
-    with Progress("[progress.description]{task.description}", BarColumn(),
-                  MofNCompleteColumn(), TimeElapsedColumn(), console=console,
-                  transient=False) as progress:
+    with _progress() as progress:
         task = progress.add_task("problems", total=None)
 
         def advance(done: int, total: int) -> None:
@@ -75,6 +81,19 @@ def _run_with_progress(config, policy, scorer, run_dir, prompt, plan=None, paral
         extra = {} if parallel is None else {"parallel": parallel}
         return asyncio.run(run(config, policy, scorer, run_dir, prompt, on_problem_done=advance,
                                plan=plan, **extra))
+
+
+def _run_on_ray_with_progress(config, cluster, worker, run_dir, prompt, plan, parallel):
+    from ttscale.distributed import run_on_ray
+
+    with _progress() as progress:
+        task = progress.add_task("problems", total=None)
+
+        def advance(done: int, total: int) -> None:
+            progress.update(task, completed=done, total=total)
+
+        return run_on_ray(config, cluster, worker, run_dir, prompt, on_problem_done=advance,
+                          plan=plan, parallel=parallel)
 
 
 def _print_summary(outcome, config, title: str) -> None:
@@ -160,6 +179,22 @@ def run(
     out_dir: Annotated[Path | None, typer.Option("--out", help="run folder (default: one "
                                                               "named after the settings)")
                        ] = None,
+    ray: Annotated[bool, typer.Option(
+        "--ray", help="run on Ray actors (extra ray): the cluster at --ray-address or "
+                      "RAY_ADDRESS, else a local Ray; each actor loads the engine and scorer "
+                      "and takes --parallel problems at a time", rich_help_panel="Ray")
+                   ] = False,
+    ray_address: Annotated[str | None, typer.Option(
+        help="Ray cluster address, e.g. ray://head:10001 or auto", rich_help_panel="Ray")
+                           ] = None,
+    actors: Annotated[int, typer.Option(help="Ray actors, each with its own engine",
+                                        rich_help_panel="Ray")] = 2,
+    cpus_per_actor: Annotated[float, typer.Option(
+        help="CPUs each actor reserves (llama.cpp uses as many threads)",
+        rich_help_panel="Ray")] = 1.0,
+    gpus_per_actor: Annotated[float, typer.Option(
+        help="GPUs each actor reserves (1 for a vLLM or hf engine on its own GPU)",
+        rich_help_panel="Ray")] = 0.0,
     verbose: bool = False,
 ) -> None:
     """Run methods × budgets over a dataset; resumable (rerun the same command to finish)."""
@@ -195,16 +230,36 @@ def run(
         check_scorer_spec(scorer, options)  # so does a PRM of the wrong format
         if parallel < 1 or concurrency < 1:
             raise ValueError("--parallel and --concurrency must be at least 1")
-        policy = load_engine(engine, model, base_url, params, n_ctx, threads, device, dtype,
-                             trust_remote_code, concurrency)
-        scorer_obj = load_scorer(scorer, policy=policy, options=options)
-        chosen_prompt = prompt_format(prompt, chat_template, policy)
-        run_dir = out_dir or _default_run_dir(config, policy, plan_obj)
-        outcome = _run_with_progress(config, policy, scorer_obj, run_dir, chosen_prompt,
-                                     plan_obj, parallel)
+        engine_spec = engine_spec_from(engine, model, base_url, params, n_ctx, threads,
+                                       device, dtype, trust_remote_code, concurrency)
+        if ray:
+            from ttscale.distributed import RayCluster, WorkerSpec
+
+            if prompt == "chat" and chat_template is None:
+                raise ValueError("--ray with --prompt chat needs --chat-template (chatml, "
+                                 "llama3 or a .jinja file): the model is loaded on the actors")
+            cluster = RayCluster(address=ray_address, actors=actors,
+                                 cpus_per_actor=cpus_per_actor, gpus_per_actor=gpus_per_actor)
+            chosen_prompt = prompt_format(prompt, chat_template, None)
+            outcome = _run_on_ray_with_progress(
+                config, cluster, WorkerSpec(engine_spec, scorer, options),
+                out_dir or (lambda info: _default_run_dir(config, info.name, plan_obj)),
+                chosen_prompt, plan_obj, parallel)
+            model_name = json.loads((outcome.run_dir / "manifest.json").read_text())[
+                "model"]["name"]
+        else:
+            from ttscale.engines import load_policy
+
+            policy = load_policy(engine_spec)
+            scorer_obj = load_scorer(scorer, policy=policy, options=options)
+            chosen_prompt = prompt_format(prompt, chat_template, policy)
+            run_dir = out_dir or _default_run_dir(config, policy.info.name, plan_obj)
+            outcome = _run_with_progress(config, policy, scorer_obj, run_dir, chosen_prompt,
+                                         plan_obj, parallel)
+            model_name = policy.info.name
     except (TTScaleError, ValueError) as error:
         fail(str(error))
-    _print_summary(outcome, config, f"{dataset}: {policy.info.name}, scorer {scorer}")
+    _print_summary(outcome, config, f"{dataset}: {model_name}, scorer {scorer}")
 
 
 @app.command()

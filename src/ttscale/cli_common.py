@@ -46,7 +46,8 @@ def unescape(text: str | None) -> str | None:
 
 # Options shared by run, demo and solve ----------------------------------------------------
 EngineOpt = Annotated[str, typer.Option(help="llama.cpp (in-process, default), hf "
-                                             "(transformers, in-process; extra hf) or openai "
+                                             "(transformers, in-process; extra hf), vllm "
+                                             "(in-process on a GPU; extra vllm) or openai "
                                              "(any OpenAI-compatible server: vLLM, SGLang, "
                                              "llama-server, Ollama)")]
 ModelOpt = Annotated[str | None, typer.Option(
@@ -90,16 +91,23 @@ ThreadsOpt = Annotated[int | None, typer.Option(
          "machine: llama.cpp's threads busy-wait and slow down badly when a core is taken)")]
 
 
-def load_engine(engine: str, model: str | None, base_url: str | None, params: float | None,
-            n_ctx: int = 32768, threads: int | None = None, device: str = "cpu",
-            dtype: str = "auto", trust_remote_code: bool = False, concurrency: int = 64):
-    from ttscale.engines import EngineSpec, load_policy
+def engine_spec_from(engine: str, model: str | None, base_url: str | None,
+                     params: float | None, n_ctx: int = 32768, threads: int | None = None,
+                     device: str = "cpu", dtype: str = "auto", trust_remote_code: bool = False,
+                     concurrency: int = 64):
+    from ttscale.engines import EngineSpec
 
-    spec = EngineSpec(kind=engine, model=model, base_url=base_url,
+    return EngineSpec(kind=engine, model=model, base_url=base_url,
                       parameters=int(params) if params else None, n_ctx=n_ctx,
                       n_threads=threads, device=device, dtype=dtype,
                       trust_remote_code=trust_remote_code, concurrency=concurrency)
-    return load_policy(spec)
+
+
+def load_engine(*args, **kwargs):
+    """The policy engine the command-line options name (see ``engine_spec_from``)."""
+    from ttscale.engines import load_policy
+
+    return load_policy(engine_spec_from(*args, **kwargs))
 
 
 def scorer_options(device: str, dtype: str, http_format: str, trust: bool,
@@ -118,7 +126,8 @@ def prompt_format(kind: str, template: str | None, policy):
 
     chat_template = None
     if kind == "chat":
-        chat_template = resolve_chat_template(template, policy.info.chat_template)
+        chat_template = resolve_chat_template(
+            template, policy.info.chat_template if policy is not None else None)
     return PromptFormat(kind=kind, chat_template=chat_template)
 
 

@@ -23,7 +23,7 @@ from pathlib import Path
 from ttscale import __version__
 from ttscale.compute import Ledger, TokenCount
 from ttscale.datasets import TRAIN_ONLY, Problem, load_dataset
-from ttscale.engines.base import CacheClearing, Policy
+from ttscale.engines.base import CacheClearing, ModelInfo, Policy
 from ttscale.errors import ConfigError, RunStateError
 from ttscale.evaluation import build_record, record_key
 from ttscale.planner.auto import AUTO, auto_search, plan_notices
@@ -113,7 +113,7 @@ class RunConfig:
         return jobs
 
 
-def fingerprint(config: RunConfig, policy: Policy, prompt: PromptFormat,
+def fingerprint(config: RunConfig, info: ModelInfo, prompt: PromptFormat,
                 plan: Plan | None = None) -> dict:
     """What must not change between a run and its resumption: a record made under other
     settings would silently mix into the results."""
@@ -124,8 +124,8 @@ def fingerprint(config: RunConfig, policy: Policy, prompt: PromptFormat,
         "settings": asdict(config.settings),
         "prompt": {"kind": prompt.kind,
                    "template_sha256": hashlib.sha256(template.encode()).hexdigest()},
-        "policy": {"name": policy.info.name, "parameters": policy.info.parameters,
-                   **{k: v for k, v in policy.info.extra.items() if k != "path"}},
+        "policy": {"name": info.name, "parameters": info.parameters,
+                   **{k: v for k, v in info.extra.items() if k != "path"}},
     }
     if AUTO in config.methods and plan is not None:
         identity["plan"] = plan.identity  # auto records depend on the plan
@@ -179,6 +179,93 @@ class RunOutcome:
 ProgressHook = Callable[[int, int], None]
 
 
+@dataclass
+class OpenedRun:
+    """A run folder made ready: its manifest written, its finished records read, and the
+    (problem, jobs) pairs still to do."""
+
+    run_dir: Path
+    problems: Sequence[Problem]
+    settings: SearchSettings
+    plan: Plan | None
+    todo: list[tuple[Problem, list[tuple[str, int]]]]
+    records: list[dict]
+    skipped_bad_lines: int
+
+
+def open_run(config: RunConfig, info: ModelInfo, run_dir: Path, prompt: PromptFormat,
+             plan: Plan | None = None) -> OpenedRun:
+    """Check ``run_dir`` against this run's settings (a resumed run must match), write its
+    manifest and list what is left. Shared by local and distributed runs, so both write the
+    same folder."""
+    problems = config.dataset.load()
+    settings = prompt.apply(config.settings)
+    if AUTO in config.methods:
+        plan = plan or prior_plan(info.parameters, info.name, config.scorer, settings.width)
+        for notice in plan_notices(plan, config.budgets_of(AUTO), info.name, info.parameters,
+                                   config.scorer, config.settings):
+            logger.warning("method auto: %s", notice)
+    identity = fingerprint(config, info, prompt, plan)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    previous = _check_manifest(run_dir, identity)
+    now = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+    write_json_atomic(run_dir / MANIFEST_FILE, {
+        "identity": identity,
+        "methods": list(config.methods),
+        "budgets": list(config.budgets),
+        "dataset_selection": asdict(config.dataset),
+        "problems": len(problems),
+        "versions": _versions(),
+        "model": asdict(info),
+        "created": previous.get("created", now),
+        "last_started": now,
+    })
+    existing = read_records(run_dir / RECORDS_FILE)
+    done = {r["key"] for r in existing.records}
+    todo = [(problem, [(m, n) for m, n in config.jobs()
+                       if record_key(problem.id, m, n) not in done]) for problem in problems]
+    return OpenedRun(run_dir, problems, settings, plan, todo, list(existing.records),
+                     len(existing.bad_lines))
+
+
+class RunTally:
+    """Writes each finished problem's records (appended and fsynced at once) and counts what
+    the run did. A record whose key is already written is dropped: a problem redone after a
+    worker died must not appear twice."""
+
+    def __init__(self, opened: OpenedRun, writer: RecordWriter) -> None:
+        self.opened, self.writer = opened, writer
+        self.done = {r["key"] for r in opened.records}
+        self.new = self.generated = self.finished = 0
+        self.failures: list[ProblemFailure] = []
+        self.started = time.perf_counter()
+
+    def add(self, problem: Problem, records: Sequence[dict] | None,
+            error: BaseException | None) -> None:
+        if error is not None:
+            message = f"{type(error).__name__}: {error}"
+            logger.error("problem %s failed (%s); its records were not written: rerun the "
+                         "same command to try it again", problem.id, message)
+            self.failures.append(ProblemFailure(problem.id, message))
+        for record in records or ():
+            if record["key"] in self.done:
+                logger.warning("record %s came back twice; the second is dropped",
+                               record["key"])
+                continue
+            self.writer.write(record)
+            self.opened.records.append(record)
+            self.done.add(record["key"])
+            self.new += 1
+            self.generated += 0 if record.get("pool_size") not in (None, record["n"]) else (
+                record["ledger"]["policy_tokens"]["generated"])
+        self.finished += 1
+
+    def outcome(self) -> RunOutcome:
+        return RunOutcome(self.opened.run_dir, self.opened.records, self.new,
+                          self.opened.skipped_bad_lines, self.generated,
+                          time.perf_counter() - self.started, self.failures)
+
+
 async def run(
     config: RunConfig,
     policy: Policy,
@@ -195,41 +282,27 @@ async def run(
     share the cache and a batch, and records are reproducible up to floating-point rounding:
     where cached tokens sit in the KV cache depends on timing, and the attention sums them in
     that order)."""
-    problems = config.dataset.load()
-    settings = prompt.apply(config.settings)
-    if AUTO in config.methods:
-        plan = plan or prior_plan(policy.info.parameters, policy.info.name, config.scorer,
-                                  settings.width)
-        for notice in plan_notices(plan, config.budgets_of(AUTO), policy.info.name,
-                                   policy.info.parameters, config.scorer, config.settings):
-            logger.warning("method auto: %s", notice)
-    identity = fingerprint(config, policy, prompt, plan)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    previous = _check_manifest(run_dir, identity)
-    now = time.strftime("%Y-%m-%dT%H:%M:%S%z")
-    write_json_atomic(run_dir / MANIFEST_FILE, {
-        "identity": identity,
-        "methods": list(config.methods),
-        "budgets": list(config.budgets),
-        "dataset_selection": asdict(config.dataset),
-        "problems": len(problems),
-        "versions": _versions(),
-        "model": asdict(policy.info),
-        "created": previous.get("created", now),
-        "last_started": now,
-    })
-    existing = read_records(run_dir / RECORDS_FILE)
-    done = {r["key"] for r in existing.records}
-    records = list(existing.records)
-    started = time.perf_counter()
-    generated = new = finished = 0
-    failures: list[ProblemFailure] = []
-    todo = [(problem, [(m, n) for m, n in config.jobs()
-                       if record_key(problem.id, m, n) not in done]) for problem in problems]
+    opened = open_run(config, policy.info, run_dir, prompt, plan)
+    solve = problem_solver(config, policy, scorer, opened.settings, prompt, opened.plan,
+                           parallel)
+    with RecordWriter(run_dir / RECORDS_FILE) as writer:
+        tally = RunTally(opened, writer)
+        async for outcome in solve_concurrently(opened.todo, solve, parallel):
+            tally.add(outcome.item[0], outcome.result, outcome.error)
+            if on_problem_done:
+                on_problem_done(tally.finished, len(opened.problems))
+    return tally.outcome()
+
+
+def problem_solver(config: RunConfig, policy: Policy, scorer: Scorer | None,
+                   settings: SearchSettings, prompt: PromptFormat, plan: Plan | None,
+                   parallel: int):
+    """The coroutine function that solves one (problem, jobs) item, its engine calls batched
+    with those of the other problems in flight (``parallel`` at most)."""
     batched_policy = batch_across_calls(policy)
     batched_scorer = batch_scorer_across_calls(scorer)
 
-    async def solve(item):
+    async def solve(item: tuple[Problem, Sequence[tuple[str, int]]]) -> list[dict]:
         problem, jobs = item
         if parallel == 1 and jobs and isinstance(policy, CacheClearing):
             # one at a time, each problem starts from an empty cache: its records are then
@@ -238,26 +311,7 @@ async def run(
         return await solve_jobs(problem, jobs, batched_policy, batched_scorer, config.scorer,
                                 settings, prompt, plan)
 
-    with RecordWriter(run_dir / RECORDS_FILE) as writer:
-        async for outcome in solve_concurrently(todo, solve, parallel):
-            problem = outcome.item[0]
-            if outcome.error is not None:
-                message = f"{type(outcome.error).__name__}: {outcome.error}"
-                logger.error("problem %s failed (%s); its records were not written: rerun the "
-                             "same command to try it again", problem.id, message)
-                failures.append(ProblemFailure(problem.id, message))
-            for record in outcome.result or ():
-                writer.write(record)
-                records.append(record)
-                done.add(record["key"])
-                new += 1
-                generated += 0 if record.get("pool_size") not in (None, record["n"]) else (
-                    record["ledger"]["policy_tokens"]["generated"])
-            finished += 1
-            if on_problem_done:
-                on_problem_done(finished, len(problems))
-    return RunOutcome(run_dir, records, new, len(existing.bad_lines), generated,
-                      time.perf_counter() - started, failures)
+    return solve
 
 
 async def solve_jobs(

@@ -11,15 +11,17 @@ from ttscale.registry import parse_choice
 
 __all__ = ["ENGINES", "Continuation", "EngineSpec", "ModelInfo", "Policy", "load_policy"]
 
-ENGINES = ("llama.cpp", "openai", "hf")
+ENGINES = ("llama.cpp", "openai", "hf", "vllm")
 
 
 @dataclass(frozen=True)
 class EngineSpec:
     """Which policy to run. ``model`` is a GGUF path for llama.cpp (None: the embedded
     SmolLM2-135M), the served model's name for an OpenAI-compatible server (None: the one
-    the server lists), or for hf a model folder, a .gguf file or a Hub name (None: the
-    embedded GGUF, dequantized). ``dtype``, ``device`` and ``trust_remote_code`` are hf's."""
+    the server lists), for hf a model folder, a .gguf file or a Hub name (None: the
+    embedded GGUF, dequantized), and for vllm a model folder or Hub name (required).
+    ``dtype`` and ``trust_remote_code`` are hf's and vllm's, ``device`` hf's,
+    ``gpu_memory_utilization`` vllm's (lower it when a PRM shares the GPU)."""
 
     kind: str = "llama.cpp"
     model: str | None = None
@@ -34,6 +36,7 @@ class EngineSpec:
     dtype: str = "auto"
     device: str = "cpu"
     trust_remote_code: bool = False
+    gpu_memory_utilization: float = 0.9
 
     def __post_init__(self) -> None:
         parse_choice("engine", self.kind, ENGINES)
@@ -42,8 +45,10 @@ class EngineSpec:
                               "http://127.0.0.1:8000/v1 for `vllm serve MODEL`")
         if self.kind == "llama.cpp" and self.base_url:
             raise ConfigError("--base-url is for --engine openai; llama.cpp runs in-process")
-        if self.kind == "hf" and self.base_url:
-            raise ConfigError("--base-url is for --engine openai; hf runs in-process")
+        if self.kind in ("hf", "vllm") and self.base_url:
+            raise ConfigError(f"--base-url is for --engine openai; {self.kind} runs in-process")
+        if self.kind == "vllm" and not self.model:
+            raise ConfigError("--engine vllm needs --model: a model folder or Hub name")
         parse_choice("dtype", self.dtype, DTYPES)
 
 
@@ -58,6 +63,13 @@ def load_policy(spec: EngineSpec) -> Policy:
 
         return HFEngine(spec.model, dtype=spec.dtype, device=spec.device,
                         trust_remote_code=spec.trust_remote_code)
+    if spec.kind == "vllm":
+        from ttscale.engines.vllm_engine import VLLMEngine
+
+        return VLLMEngine(spec.model or "", dtype=spec.dtype,
+                          trust_remote_code=spec.trust_remote_code,
+                          gpu_memory_utilization=spec.gpu_memory_utilization,
+                          parameters=spec.parameters)
     from ttscale.engines.openai_http import OpenAICompletionsEngine, check_server
 
     check_server(spec.base_url or "", spec.api_key)  # fail fast, with a clear message
