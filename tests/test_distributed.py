@@ -128,14 +128,18 @@ def test_the_worker_reports_its_process_and_model():
     asyncio.run(worker.policy.close())
 
 
-def test_the_command_line_refuses_bad_ray_settings_before_starting_ray():
+def test_the_command_line_refuses_bad_ray_settings_before_starting_ray(monkeypatch):
     from typer.testing import CliRunner
 
     from ttscale.cli import app
 
+    started = []
+    # whether or not another test left Ray up, the refusal must come before any Ray call
+    monkeypatch.setattr(ray, "is_initialized", lambda: started.append("checked") or False)
+    monkeypatch.setattr(ray, "init", lambda *args, **kwargs: started.append("started"))
     cli = CliRunner()
     result = cli.invoke(app, ["run", "--ray", "--actors", "0", "--limit", "1"])
     assert result.exit_code == 2 and "--actors must be at least 1" in result.output
     result = cli.invoke(app, ["run", "--ray", "--prompt", "chat", "--limit", "1"])
     assert result.exit_code == 2 and "--chat-template" in result.output
-    assert not ray.is_initialized()
+    assert not started
