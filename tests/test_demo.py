@@ -27,6 +27,9 @@ def test_demo_prints_the_table_and_saves_a_run(tmp_path):
     assert sorted({r["method"] for r in records}) == ["beam", "bon", "dvts", "greedy",
                                                        "majority"]
     assert len(records) == 2 * 5
+    # the verified searches use the PRM shipped for the embedded model
+    assert {r["scorer"] for r in records if r["method"] in ("bon", "beam", "dvts")} == {
+        "ttscale-smollm2"}
     # the printed accuracies are the records' accuracies
     for method in ("greedy", "beam"):
         rows = [r for r in records if r["method"] == method]

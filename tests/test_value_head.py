@@ -351,11 +351,14 @@ def test_no_labels_is_a_clear_error(tmp_path):
         train_value_head(tmp_path / "none", tmp_path / "out", name="x")
 
 
-def test_the_shipped_head_loads_and_scores_if_installed():
+def test_the_shipped_head_loads_and_scores():
     from ttscale.rewards.value_head import MANIFEST_FILE, shipped_head_folder
 
-    if not (shipped_head_folder() / MANIFEST_FILE).exists():
-        pytest.skip("no shipped head in this installation yet")
+    folder = shipped_head_folder()
+    assert (folder / MANIFEST_FILE).exists(), f"the package ships no head in {folder}"
+    # small enough to ship, with its evaluation and card beside it
+    assert sum(f.stat().st_size for f in folder.iterdir()) < 2**20
+    assert {"eval.json", "README.md"} <= {f.name for f in folder.iterdir()}
     scorer = load_scorer("ttscale-smollm2")
     batch = asyncio.run(scorer.score("What is 2 + 3?", [[Step("2 + 3 = 5."),
                                                           Step("The answer is \\boxed{5}.")]]))
@@ -385,6 +388,10 @@ def test_search_evaluation_compares_the_head_confidence_and_majority(engine, tra
         bon = [r for r in records if r["method"] == "bon"]
         assert rows[f"bon + {spec}"]["accuracy"]["value"] == \
             sum(r["correct"] for r in bon) / len(bon)
+        assert rows[f"bon + {spec}"]["pass_at_n"]["value"] == \
+            sum(r["pass_at_n"] for r in bon) / len(bon)
+    for row in rows.values():
+        assert row["pass_at_n"]["value"] >= row["accuracy"]["value"]
     assert json.loads((tmp_path / "eval.json").read_text())["search"]["rows"]
     # the head's card is written from that evaluation: each row's figures, as printed
     from ttscale.prm_training.card import write_card
@@ -393,8 +400,11 @@ def test_search_evaluation_compares_the_head_confidence_and_majority(engine, tra
     assert json.loads((out / "eval.json").read_text()) == result
     for row in result["search"]["rows"]:
         accuracy = row["accuracy"]
+        reachable = row["pass_at_n"]
         assert (f"| {row['search']} | 2 | {accuracy['value']:.1%} [{accuracy['low']:.1%}, "
                 f"{accuracy['high']:.1%}] |") in text
+        assert (f"| {reachable['value']:.1%} [{reachable['low']:.1%}, "
+                f"{reachable['high']:.1%}] |\n") in text
     assert f"{manifest_of(out)['validation']['bce']:.4f}" in text
     assert "majority vote" in text
     (tmp_path / "other.json").write_text(json.dumps({**result, "manifest": {}}))
@@ -422,5 +432,5 @@ def test_the_demo_verifies_with_the_shipped_head_only_on_the_embedded_model():
 
     assert demo_scorer("arith", None) == "arith"  # an explicit choice is kept
     assert demo_scorer("auto", "/models/other.gguf") == "confidence"  # head would mismatch
-    shipped = (shipped_head_folder() / MANIFEST_FILE).exists()
-    assert demo_scorer("auto", None) == ("ttscale-smollm2" if shipped else "confidence")
+    assert (shipped_head_folder() / MANIFEST_FILE).exists()
+    assert demo_scorer("auto", None) == "ttscale-smollm2"

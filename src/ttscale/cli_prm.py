@@ -174,14 +174,16 @@ def _print_evaluation(result: dict) -> None:
     if "search" in result:
         search = result["search"]
         table = Table("search", "problems", "accuracy (95% CI)", "minus majority (95% CI)",
+                      "pass@N (95% CI)",
                       title=f"GSM8K test, N={search['budget']}, M={search['width']}")
         for row in search["rows"]:
-            a = row["accuracy"]
+            a, p = row["accuracy"], row["pass_at_n"]
             d = row.get("minus_majority")
             table.add_row(row["search"], str(row["problems"]),
                           f"{a['value']:.3f} [{a['low']:.3f}, {a['high']:.3f}]",
                           "-" if d is None else
-                          f"{d['value']:+.3f} [{d['low']:+.3f}, {d['high']:+.3f}]")
+                          f"{d['value']:+.3f} [{d['low']:+.3f}, {d['high']:+.3f}]",
+                          f"{p['value']:.3f} [{p['low']:.3f}, {p['high']:.3f}]")
         out.print(table)
 
 

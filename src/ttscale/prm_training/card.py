@@ -82,15 +82,18 @@ def head_card(manifest: dict, evaluation: dict | None) -> str:
             f"M={search['width']})",
             "",
             "Accuracy with a 95 % bootstrap interval over problems; the difference to "
-            "majority vote is paired by problem.",
+            "majority vote is paired by problem. Pass@N is the share of problems where one of "
+            "the search's candidates was right: what a perfect verifier would have reached.",
             "",
-            "| search | problems | accuracy | minus majority vote |",
-            "|---|---|---|---|",
+            "| search | problems | accuracy | minus majority vote | pass@N |",
+            "|---|---|---|---|---|",
         ]
         for row in search["rows"]:
             difference = row.get("minus_majority")
+            reachable = row.get("pass_at_n")
             lines.append(f"| {row['search']} | {row['problems']} | {_pct(row['accuracy'])} "
-                         f"| {_signed(difference) if difference else '—'} |")
+                         f"| {_signed(difference) if difference else '—'} "
+                         f"| {_pct(reachable) if reachable else '—'} |")
         lines += ["", _verdict(search), ""]
     lines += [
         "## Use",

@@ -4,7 +4,8 @@
   trained on are left out, whatever labels folder is given).
 * Search level: Best-of-N and beam-search accuracy on GSM8K test problems with the head as the
   scorer, beside the same searches with the policy's confidence and beside majority vote, with
-  bootstrap intervals over problems and paired differences against majority vote.
+  bootstrap intervals over problems and paired differences against majority vote, and each
+  search's pass@N (a candidate was right: what a perfect verifier would have reached).
 
 The searches are ordinary resumable runs (one folder per scorer under ``out_dir``); every
 figure is computed from their records."""
@@ -66,6 +67,7 @@ def search_accuracy(policy, prompt, head_spec: str, out_dir: Path, *, limit: int
                           f"{', '.join(methods) or 'none'}")
     arms = (SearchArm(head_spec, (*methods, BASELINE)), SearchArm("confidence", methods))
     correct: dict[tuple[str, str], dict[str, float]] = {}
+    reachable: dict[tuple[str, str], dict[str, float]] = {}
     runs = {}
     for arm in arms:
         scorer = load_scorer(arm.scorer, policy=policy)
@@ -91,13 +93,18 @@ def search_accuracy(policy, prompt, head_spec: str, out_dir: Path, *, limit: int
                 f"{record['method']} + {arm.scorer}"
             correct.setdefault((name, arm.scorer), {})[record["problem_id"]] = \
                 float(bool(record["correct"]))
+            # the ceiling of selection: any of the search's candidates was right
+            reachable.setdefault((name, arm.scorer), {})[record["problem_id"]] = \
+                float(bool(record["pass_at_n"]))
     baseline = next(v for (name, _), v in correct.items() if name == BASELINE)
     rows = []
     for (name, scorer_spec), by_problem in sorted(correct.items()):
         problems = sorted(by_problem)
         values = [by_problem[p] for p in problems]
         row = {"search": name, "scorer": scorer_spec if name != BASELINE else "none",
-               "problems": len(values), "accuracy": bootstrap_mean(values).to_dict()}
+               "problems": len(values), "accuracy": bootstrap_mean(values).to_dict(),
+               "pass_at_n": bootstrap_mean([reachable[(name, scorer_spec)][p]
+                                            for p in problems]).to_dict()}
         if name != BASELINE:
             shared = [p for p in problems if p in baseline]
             row["minus_majority"] = paired_difference(
