@@ -91,7 +91,10 @@ def main() -> None:
         f"{result['ray_seconds']} |\n"
         f"| Ray, after the actors were ready | {result['ray_seconds_after_actors_ready']} |\n"
         f"\n{agree} of {len(local.records)} records give the same answer; "
-        f"{args.problems} GSM8K problems × majority, bon at N={args.n}.\n")
+        f"{args.problems} GSM8K problems × majority, bon at N={args.n}. Answers differ where "
+        "batches differ (llama.cpp's sums depend on which sequences share a batch); one "
+        "problem at a time on one thread, the two agree record for record "
+        "(tests/test_distributed.py).\n")
 
 
 if __name__ == "__main__":
