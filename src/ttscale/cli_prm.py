@@ -161,6 +161,12 @@ def evaluate(
     _print_evaluation(result)
 
 
+def _interval(estimate: dict, signed: bool = False) -> str:
+    """An estimate with its interval, e.g. ``0.050 [0.000, 0.125]``."""
+    f = "+.3f" if signed else ".3f"
+    return f"{estimate['value']:{f}} [{estimate['low']:{f}}, {estimate['high']:{f}}]"
+
+
 def _print_evaluation(result: dict) -> None:
     from rich.table import Table
 
@@ -177,13 +183,10 @@ def _print_evaluation(result: dict) -> None:
                       "pass@N (95% CI)",
                       title=f"GSM8K test, N={search['budget']}, M={search['width']}")
         for row in search["rows"]:
-            a, p = row["accuracy"], row["pass_at_n"]
             d = row.get("minus_majority")
-            table.add_row(row["search"], str(row["problems"]),
-                          f"{a['value']:.3f} [{a['low']:.3f}, {a['high']:.3f}]",
-                          "-" if d is None else
-                          f"{d['value']:+.3f} [{d['low']:+.3f}, {d['high']:+.3f}]",
-                          f"{p['value']:.3f} [{p['low']:.3f}, {p['high']:.3f}]")
+            table.add_row(row["search"], str(row["problems"]), _interval(row["accuracy"]),
+                          "-" if d is None else _interval(d, signed=True),
+                          _interval(row["pass_at_n"]))
         out.print(table)
 
 
