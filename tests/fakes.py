@@ -108,12 +108,15 @@ class ScriptedPolicy:
             text = text[: tokens[max_tokens][0]]
             tokens = tokens[:max_tokens]
             finish, stop_string = "length", None
+        # as a real engine: the token that matched a stop string, or the end-of-sequence
+        # token, is generated but has no text, offset or log-prob
+        untexted = 1 if finish in ("stop", "eos") and len(tokens) < max_tokens else 0
         return Continuation(
             text=text,
             finish_reason=finish,
             prompt_tokens=len(prefix.split()),
             cached_prompt_tokens=0,
-            generated_tokens=len(tokens),
+            generated_tokens=len(tokens) + untexted,
             token_logprobs=(tuple(token_logprob(k) for k in range(len(tokens)))
                             if self.logprobs else None),
             token_offsets=tuple(offset for offset, _ in tokens) if self.logprobs else None,

@@ -11,7 +11,6 @@ import pytest
 
 from ttscale.datasets import (
     BUILTIN_DATASETS,
-    TRAIN_ONLY,
     Dataset,
     Problem,
     SkippedRow,
@@ -72,9 +71,23 @@ def test_builtin_files_are_package_data():
         assert (data / filename).is_file(), filename
 
 
-def test_train_only_set():
-    assert TRAIN_ONLY == frozenset({"gsm8k_train"})
-    assert TRAIN_ONLY <= set(BUILTIN_DATASETS)
+@pytest.mark.parametrize("name", sorted(BUILTIN_DATASETS))
+def test_only_the_training_split_is_warned_about_in_runs_and_given_to_labels(name, caplog):
+    # results on a training split must not pass for test results, and PRM labels must never
+    # come from a test set: both rest on telling the splits apart
+    from ttscale.prm_training.labels import check_training_split
+    from ttscale.runner import DatasetSelection
+
+    with caplog.at_level(logging.WARNING, logger="ttscale.runner"):
+        DatasetSelection(name, limit=1).load()
+    warned = "is a training split" in caplog.text
+    if name == "gsm8k_train":
+        assert warned
+        check_training_split(name)
+    else:
+        assert not warned
+        with pytest.raises(ConfigError, match="is a test set"):
+            check_training_split(name)
 
 
 # --------------------------------------------------------------------------------------------

@@ -23,12 +23,11 @@ from fakes import (
     tokenize,
 )
 from ttscale.compute import Ledger, TokenCount
-from ttscale.engines.base import Continuation, Policy
+from ttscale.engines.base import Continuation
 from ttscale.errors import ConfigError
-from ttscale.rewards.base import Scorer
-from ttscale.search import METHODS
+from ttscale.search import METHODS, get_method
 from ttscale.search.beam_search import beam_search, check_budget
-from ttscale.search.best_of_n import best_of_n, greedy, majority_vote
+from ttscale.search.best_of_n import best_of_n, greedy, majority_vote, sample_solutions
 from ttscale.search.context import SearchContext, SearchSettings
 from ttscale.search.dvts import dvts
 from ttscale.search.steps_from_text import single_step, split_continuation
@@ -102,38 +101,19 @@ def rank_score(n: int):
 TOP_FIRST_STEPS = {(8, 2): {3, 6, 1, 4}, (16, 4): {3, 6, 9, 12}}
 
 
-def test_fakes_implement_the_protocols():
-    assert isinstance(ScriptedPolicy(Stepper()), Policy)
-    assert isinstance(ScriptedScorer(), Scorer)
+def test_solve_searches_with_the_policy_and_scorer_it_is_given():
+    # any object with the policy protocol is an engine to ``ttscale.solve``: no model loads
+    from ttscale import solve
+    from ttscale.prompts import PromptFormat
 
-
-class TestScriptedPolicy:
-    """The fake must behave like an engine, or the search tests prove nothing."""
-
-    def test_cuts_at_the_first_stop_string(self):
-        policy = ScriptedPolicy(lambda prefix, j, stop: ("a b\n\nc d" + END + " e", "eos"))
-        [[cont]] = run(policy.extend(["p q"], 1, ["\n\n", END], 100, 0.7, 1.0, 0))
-        assert (cont.text, cont.finish_reason, cont.stop_string) == ("a b", "stop", "\n\n")
-        assert cont.prompt_tokens == 2 and cont.cached_prompt_tokens == 0
-        assert cont.generated_tokens == 2 and cont.token_offsets == (0, 2)
-        assert cont.token_logprobs == (token_logprob(0), token_logprob(1))
-        [[whole]] = run(policy.extend(["p"], 1, [], 100, 0.7, 1.0, 0))
-        assert whole.finish_reason == "eos" and whole.stop_string is None
-        assert whole.text.endswith(" e")
-
-    def test_stops_at_max_tokens(self):
-        policy = ScriptedPolicy(lambda prefix, j, stop: ("one two three four", "eos"))
-        [[cont]] = run(policy.extend(["p"], 1, [END], 2, 0.7, 1.0, 0))
-        assert (cont.text, cont.finish_reason, cont.generated_tokens) == ("one two ", "length", 2)
-
-    def test_records_calls(self):
-        policy = ScriptedPolicy(Stepper())
-        replies = run(policy.extend([PROMPT, PROMPT + "x" + DELIM], 3, [DELIM], 9, 0.5, 0.9, 4))
-        [call] = policy.calls
-        assert (call.prefixes, call.n, call.stop, call.max_tokens, call.temperature,
-                call.top_p, call.seed) == ((PROMPT, PROMPT + "x" + DELIM), 3, (DELIM,), 9,
-                                           0.5, 0.9, 4)
-        assert call.replies == replies and len(policy.continuations) == 6
+    prompt = PromptFormat()
+    policy = ScriptedPolicy(Stepper(prompt.render(PROBLEM), answer_depth=2, delimiter="\n"))
+    result = solve(PROBLEM, method="bon", n=4, engine=policy, scorer=ScriptedScorer(),
+                   prompt=prompt)
+    [call] = policy.calls
+    assert call.prefixes == (prompt.render(PROBLEM),) and call.n == 4
+    assert (result.answer, result.method, result.candidates) == ("7", "bon", 4)
+    assert result.score == marked_score(result.steps[-1])  # the given scorer's, aggregated "last"
 
 
 # --------------------------------------------------------------------------------------------
@@ -198,21 +178,27 @@ class TestBestOfN:
             assert candidate.answer == "5"
             assert candidate.generated_tokens == 3 + 4
             assert candidate.step_scores == (0.2, 0.9)
-        assert policy.continuations[0].generated_tokens == 3 + 4 + 3 + 3
+        # + the end-of-sequence token, which belongs to no step kept
+        assert policy.continuations[0].generated_tokens == 3 + 4 + 3 + 3 + 1
         assert len(result.tree.nodes) == 1 + 2 * self.N
         assert scorer.calls[0].solutions[0] == ["A one [s=0.2]", "B two \\boxed{5} [s=0.9]"]
 
     def test_tokens_and_logprobs_are_divided_between_steps(self):
         result, policy, _, _ = self.search()
         for candidate, cont in zip(result.candidates, policy.continuations, strict=True):
+            # the token that ended the solution has no text: the last step paid for it
+            untexted = cont.generated_tokens - len(cont.token_offsets)
+            assert untexted == 1
+            pieces = cont.text.split(DELIM)
             start = 0
-            for step, piece in zip(candidate.steps, cont.text.split(DELIM), strict=True):
+            for k, (step, piece) in enumerate(zip(candidate.steps, pieces, strict=True)):
                 words = len(piece.split())
-                assert step.generated_tokens == words
+                last = k == len(pieces) - 1
+                assert step.generated_tokens == words + (untexted if last else 0)
                 assert step.token_logprobs == tuple(token_logprob(k)
                                                     for k in range(start, start + words))
                 start += words
-            assert start == cont.generated_tokens == candidate.generated_tokens
+            assert start + untexted == cont.generated_tokens == candidate.generated_tokens
 
     def test_one_scorer_call_with_every_solution(self):
         result, _, scorer, _ = self.search()
@@ -560,8 +546,59 @@ class TestBudget:
         assert all(0 < total <= n for total in per_round)
         assert len(result.tree.nodes) - 1 == sum(per_round)
 
-    def test_methods_that_use_the_width_are_registered_so(self):
-        assert {name for name, spec in METHODS.items() if spec.uses_width} == {"beam", "dvts"}
+
+# --------------------------------------------------------------------------------------------
+# The method registry
+# --------------------------------------------------------------------------------------------
+
+
+def steps_of(candidates) -> list[tuple[str, ...]]:
+    return [tuple(s.text for s in c.steps) for c in candidates]
+
+
+class TestRegistry:
+    """The runner, the server and the API act on each method's flags without running it (they
+    check the width, load a scorer, answer from a shared pool): each flag must say what the
+    method does when it runs."""
+
+    @staticmethod
+    def dispatch(name, n, width=2):
+        policy, scorer = ScriptedPolicy(Stepper(answer_depth=2)), ScriptedScorer()
+        ctx = make_ctx(policy, scorer, width=width, temperature=0.7)
+        return run(get_method(name).run(ctx, n)), policy, scorer
+
+    @pytest.mark.parametrize("name", sorted(METHODS))
+    def test_every_method_is_dispatched_by_its_name(self, name):
+        result, policy, _ = self.dispatch(name, 4)
+        assert (result.method, len(result.candidates)) == (name, 1 if name == "greedy" else 4)
+        assert all(c.answer == "7" for c in result.candidates) and policy.calls
+
+    @pytest.mark.parametrize("name", sorted(METHODS))
+    def test_the_width_is_checked_exactly_where_the_registry_says(self, name):
+        if METHODS[name].uses_width:
+            with pytest.raises(ConfigError, match="N=6"):
+                self.dispatch(name, 6, width=4)
+        else:  # the runner lets N=6 with M=4 through: the method must run with it
+            result, _, _ = self.dispatch(name, 6, width=4)
+            assert result.candidates
+
+    @pytest.mark.parametrize("name", sorted(METHODS))
+    def test_the_scorer_is_called_exactly_where_the_registry_says(self, name):
+        # a method registered without a scorer is given none: it must not need one
+        _, _, scorer = self.dispatch(name, 4)
+        assert bool(scorer.calls) == METHODS[name].uses_scorer
+
+    @pytest.mark.parametrize("name", sorted(METHODS))
+    def test_pooled_methods_answer_as_the_first_samples_of_a_larger_pool(self, name):
+        # the runner does not run a pooled method: it answers from the first N samples of one
+        # pool drawn for the largest budget, which must be what the method would have drawn
+        result, policy, _ = self.dispatch(name, 4)
+        pool_policy = ScriptedPolicy(Stepper(answer_depth=2))
+        pool = run(sample_solutions(make_ctx(pool_policy, temperature=0.7), 8))
+        calls = [(c.prefixes, c.stop, c.temperature) for c in policy.calls]
+        as_pooled = (calls == [((PROMPT,), (END,), 0.7)]
+                     and steps_of(result.candidates) == steps_of(pool[:4]))
+        assert as_pooled == METHODS[name].pooled
 
 
 # --------------------------------------------------------------------------------------------
@@ -600,7 +637,9 @@ class TestLedger:
             cached_prompt=sum(c.cached_prompt_tokens for c in conts),
             generated=sum(c.generated_tokens for c in conts))
         # counted independently of the engine's own report
-        assert ledger.policy.generated == sum(len(tokenize(c.text)) for c in conts)
+        # (+ 1 for a solution ended by a stop string or end-of-sequence: that token has no text)
+        assert ledger.policy.generated == sum(len(tokenize(c.text)) + (c.finish_reason != "length")
+                                              for c in conts)
         assert ledger.policy.prompt == sum(len(p.split()) * call.n
                                            for call in policy.calls for p in call.prefixes)
         assert ledger.policy_calls == len(policy.calls)
@@ -671,10 +710,17 @@ class TestSplitContinuation:
         assert (first.generated_tokens, second.generated_tokens) == (6, 2)
         assert first.token_logprobs is None and second.token_logprobs is None
 
-    def test_offsets_that_do_not_match_the_token_count_are_not_used(self):
+    def test_tokens_without_offsets_go_to_the_last_step_and_logprobs_are_kept(self):
+        # a real engine's stop-string and end-of-sequence tokens have no text and no offset
         cont = continuation("ab\n\ncd", (0, 4), (-1.0, -2.0), generated=4)
         steps = split_continuation(cont, DELIM)
-        assert [s.generated_tokens for s in steps] == [2, 2]
+        assert [s.generated_tokens for s in steps] == [1, 3]
+        assert [s.token_logprobs for s in steps] == [(-1.0,), (-2.0,)]
+
+    def test_more_offsets_than_tokens_are_not_used(self):
+        cont = continuation("ab\n\ncd", (0, 1, 4, 5), (-1.0, -1.0, -2.0, -2.0), generated=2)
+        steps = split_continuation(cont, DELIM)
+        assert [s.generated_tokens for s in steps] == [1, 1]
         assert all(s.token_logprobs is None for s in steps)
 
     def test_offsets_without_logprobs(self):

@@ -27,12 +27,15 @@ def split_continuation(continuation: Continuation, delimiter: str) -> list[Step]
     per_piece: list[list[float]] = [[] for _ in pieces]
     token_counts = [0] * len(pieces)
     logprobs, offsets = continuation.token_logprobs, continuation.token_offsets
-    if offsets is not None and len(offsets) == continuation.generated_tokens:
+    if offsets is not None and len(offsets) <= continuation.generated_tokens:
         for k, offset in enumerate(offsets):
             piece = max(0, bisect_right(starts, offset) - 1)
             token_counts[piece] += 1
             if logprobs is not None and k < len(logprobs):
                 per_piece[piece].append(logprobs[k])
+        # a matched stop string's tokens and the end-of-sequence token have no offset: they
+        # were generated after the text, so the last step paid for them
+        token_counts[-1] += continuation.generated_tokens - len(offsets)
         has_logprobs = logprobs is not None
     else:  # no offsets: share the tokens out by length, and drop log-probs we cannot place
         total = sum(len(p) for p in pieces) or 1
