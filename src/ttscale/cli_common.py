@@ -87,8 +87,9 @@ TrustOpt = Annotated[bool, typer.Option(help="let transformers run a checkpoint'
 
 
 ThreadsOpt = Annotated[int | None, typer.Option(
-    help="llama.cpp CPU threads (default: all cores; use fewer when other jobs share the "
-         "machine: llama.cpp's threads busy-wait and slow down badly when a core is taken)")]
+    help="llama.cpp CPU threads (default: $TTSCALE_THREADS, else all cores). Their OpenMP "
+         "threads wait passively between steps unless OMP_WAIT_POLICY or GOMP_SPINCOUNT is "
+         "set, so other jobs on the machine slow them only by the cores they take")]
 
 
 def engine_spec_from(engine: str, model: str | None, base_url: str | None,

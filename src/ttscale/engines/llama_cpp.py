@@ -36,6 +36,7 @@ from ttscale.engines.base import (
 )
 from ttscale.engines.continuous_batching import ContinuousBatcher, Entry, SampleSettings
 from ttscale.engines.embedded import EMBEDDED_NAME, embedded_model_path
+from ttscale.engines.llama_library import default_threads, import_llama_cpp
 from ttscale.errors import ContextLengthError, EngineError, ModelLoadError
 
 logger = logging.getLogger(__name__)
@@ -91,14 +92,14 @@ class LlamaCppEngine:
         n_gpu_layers: int = 0,
         idle_cells: int | None = None,
     ) -> None:
-        import llama_cpp as lc
+        lc = import_llama_cpp()
 
         self._lc = lc
         self._batcher: ContinuousBatcher | None = None
         embedded = model_path is None
         path = embedded_model_path() if embedded else check_gguf_path(model_path)
         self.path = path
-        n_threads = n_threads or max(1, len(os.sched_getaffinity(0)))
+        n_threads = n_threads or default_threads()
         lc.llama_backend_init()
         lc.llama_log_set(_log_callback(), ctypes.c_void_p(0))
         model_params = lc.llama_model_default_params()
@@ -340,7 +341,7 @@ def _log_callback():
     """Route llama.cpp's chatter to our logger (errors only) instead of stderr."""
     global _LOG_CALLBACK
     if _LOG_CALLBACK is None:
-        import llama_cpp as lc
+        lc = import_llama_cpp()
 
         @lc.llama_log_callback
         def forward(level: int, text: bytes, user_data: ctypes.c_void_p) -> None:

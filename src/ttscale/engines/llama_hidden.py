@@ -14,6 +14,7 @@ import numpy as np
 
 from ttscale.engines.embedded import EMBEDDED_NAME, embedded_model_path
 from ttscale.engines.llama_cpp import _log_callback, check_gguf_path, free_handles, tokenize
+from ttscale.engines.llama_library import default_threads, import_llama_cpp
 from ttscale.errors import ContextLengthError, ModelLoadError
 
 
@@ -23,7 +24,7 @@ class LlamaHiddenStates:
 
     def __init__(self, model_path: str | os.PathLike | None = None, *, n_ctx: int = 4096,
                  n_threads: int | None = None) -> None:
-        import llama_cpp as lc
+        lc = import_llama_cpp()
 
         self._lc = lc
         self.embedded = model_path is None
@@ -42,7 +43,7 @@ class LlamaHiddenStates:
         params.n_batch = n_ctx
         params.n_ubatch = min(512, n_ctx)
         params.n_seq_max = 1
-        threads = n_threads or max(1, len(os.sched_getaffinity(0)))
+        threads = n_threads or default_threads()
         params.n_threads = params.n_threads_batch = threads
         params.embeddings = True
         params.pooling_type = lc.LLAMA_POOLING_TYPE_NONE

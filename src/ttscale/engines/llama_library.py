@@ -1,0 +1,36 @@
+"""Importing llama-cpp-python with CPU threads that wait politely.
+
+llama.cpp's CPU backend is built with OpenMP, and libgomp's default has a thread that reaches
+one of the graph's many barriers spin for hundreds of thousands of rounds before it sleeps.
+On a machine whose cores something else also uses, the spinning thread takes the core that
+the thread it waits for needs: measured on a loaded 2-core machine, the embedded model decoded
+1.5 tok/s with the default and 15.8 tok/s with passive waiting
+(``benchmarks/results/threads.md``). libgomp reads the setting once, when it loads, so it is
+set before the first import. A user who exported ``OMP_WAIT_POLICY`` or ``GOMP_SPINCOUNT``
+keeps their setting."""
+
+from __future__ import annotations
+
+import os
+from types import ModuleType
+
+OMP_WAIT_POLICY = "PASSIVE"
+
+
+def default_threads() -> int:
+    """llama.cpp's CPU threads when none are given: ``$TTSCALE_THREADS``, else every CPU this
+    process may run on."""
+    chosen = os.environ.get("TTSCALE_THREADS", "").strip()
+    if chosen:
+        if not chosen.isdigit() or int(chosen) < 1:
+            raise ValueError(f"TTSCALE_THREADS must be a positive whole number, not {chosen!r}")
+        return int(chosen)
+    return max(1, len(os.sched_getaffinity(0)))
+
+
+def import_llama_cpp() -> ModuleType:
+    if "OMP_WAIT_POLICY" not in os.environ and "GOMP_SPINCOUNT" not in os.environ:
+        os.environ["OMP_WAIT_POLICY"] = OMP_WAIT_POLICY
+    import llama_cpp
+
+    return llama_cpp
