@@ -28,7 +28,9 @@ def find_browser() -> tuple[str, str] | None:
 
 
 @contextlib.contextmanager
-def chromium(timeout_s: float = 60.0) -> Iterator[object]:
+def chromium(timeout_s: float = 300.0) -> Iterator[object]:
+    """A headless Chromium driver; ``timeout_s`` bounds a page load or a script, only to stop
+    one that will never end (a slow, busy machine takes several times as long as a fast one)."""
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
 

@@ -1,4 +1,5 @@
-"""Start a real server process for a test, wait until it answers, and stop it afterwards."""
+"""Start a real server process (or an app in a thread of this process) for a test, wait until
+it answers, and stop it afterwards."""
 
 from __future__ import annotations
 
@@ -6,10 +7,15 @@ import contextlib
 import os
 import socket
 import subprocess
+import threading
 import time
 import urllib.request
 from collections.abc import Iterator, Sequence
 from pathlib import Path
+
+# Start-up loads a model: seconds here, several times that on a slow, busy machine. Only a
+# server that will never answer should reach this.
+STARTUP_S = 300.0
 
 
 def free_port() -> int:
@@ -33,7 +39,7 @@ def tail(path: Path, chars: int = 4000) -> str:
 
 @contextlib.contextmanager
 def running_server(command: Sequence[str], ready_url: str, log: Path, *,
-                   startup_s: float = 90.0, env: dict[str, str] | None = None
+                   startup_s: float = STARTUP_S, env: dict[str, str] | None = None
                    ) -> Iterator[subprocess.Popen]:
     """Run ``command`` until ``ready_url`` answers 200; fail with the log's tail if it exits
     or does not answer in time. Terminated (then killed) on exit."""
@@ -60,3 +66,31 @@ def running_server(command: Sequence[str], ready_url: str, log: Path, *,
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+
+
+@contextlib.contextmanager
+def serving_in_thread(app, *, startup_s: float = STARTUP_S) -> Iterator[str]:
+    """Serve the ASGI ``app`` with uvicorn in a thread of this process; yields its root URL.
+    Its socket is bound before the thread starts, so no other process can take the port."""
+    import pytest
+    import uvicorn
+
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.bind(("127.0.0.1", 0))
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning",
+                                           timeout_graceful_shutdown=5))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    try:
+        deadline = time.monotonic() + startup_s
+        while not server.started:
+            if not thread.is_alive():
+                pytest.fail("the server thread ended before it started serving")
+            if time.monotonic() > deadline:
+                pytest.fail(f"the server did not start within {startup_s} s")
+            time.sleep(0.05)
+        yield f"http://127.0.0.1:{sock.getsockname()[1]}"
+    finally:
+        server.should_exit = True
+        thread.join()
+        sock.close()

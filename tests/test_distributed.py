@@ -15,6 +15,7 @@ ray = pytest.importorskip("ray", reason="the ray extra is not installed")
 
 from ttscale.distributed import RayCluster, ShardWorker, WorkerSpec, run_on_ray  # noqa: E402
 from ttscale.engines import EngineSpec  # noqa: E402
+from ttscale.engines.embedded import EMBEDDED_NAME  # noqa: E402
 from ttscale.errors import ConfigError  # noqa: E402
 from ttscale.prompts import PromptFormat  # noqa: E402
 from ttscale.records import read_records  # noqa: E402
@@ -119,13 +120,17 @@ def test_cluster_settings_are_checked():
         RayCluster(cpus_per_actor=0)
 
 
-def test_the_worker_reports_its_process_and_model():
-    worker = ShardWorker(WORKER)
-    described = worker.describe()
-    assert described["pid"] == os.getpid()
-    assert described["info"].name == worker.policy.info.name
-    assert Path(worker.policy.info.extra.get("path", "x")).name.endswith(".gguf")
-    asyncio.run(worker.policy.close())
+def test_the_worker_builds_what_its_spec_names_and_reports_its_process():
+    # an actor (and its restart) loads what the spec says, not the defaults
+    worker = ShardWorker(WorkerSpec(EngineSpec(n_ctx=1024), "arith", ScorerOptions()))
+    try:
+        described = worker.describe()
+        assert described["pid"] == os.getpid()  # in process here; the actor's own under Ray
+        assert (described["info"].name, worker.policy.n_ctx) == (EMBEDDED_NAME, 1024)
+        assert Path(described["info"].extra["path"]).suffix == ".gguf"
+        assert worker.scorer.name == "arithmetic"
+    finally:
+        asyncio.run(worker.policy.close())
 
 
 def test_the_command_line_refuses_bad_ray_settings_before_starting_ray(monkeypatch):

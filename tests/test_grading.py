@@ -1,4 +1,5 @@
-"""Answer extraction and grading, with the real math-verify (no mocks)."""
+"""Answer extraction and grading, with the real math-verify. Only the bounds on its time use
+stand-ins: a comparison that takes a set minute, and a parse that records what reaches it."""
 
 from __future__ import annotations
 
@@ -21,6 +22,9 @@ from ttscale.grading import (
     grade_solution,
     normalize_answer,
 )
+
+# A worker thread that grades is done in seconds, more on a slow machine; only a hang gets here.
+GIVE_UP_S = 300
 
 
 def _rows(filename: str) -> list[dict]:
@@ -233,7 +237,7 @@ def test_grading_off_the_main_thread():
 
     thread = threading.Thread(target=worker)
     thread.start()
-    thread.join(timeout=60)
+    thread.join(timeout=GIVE_UP_S)
     assert not thread.is_alive()
     assert "error" not in results, results.get("error")
     assert results == {
@@ -244,10 +248,31 @@ def test_grading_off_the_main_thread():
     }
 
 
-def test_costly_answers_are_bounded_off_the_main_thread():
+@pytest.fixture
+def fresh_caches():
+    """Parses and comparisons made with a stand-in are not remembered past the test, nor are
+    earlier ones used in it."""
+    grading._parse.cache_clear()
+    grading._verify.cache_clear()
+    yield
+    grading._parse.cache_clear()
+    grading._verify.cache_clear()
+
+
+def test_costly_answers_are_bounded_off_the_main_thread(monkeypatch, fresh_caches):
     """No alarm can interrupt sympy in a worker thread: answers that could run for minutes are
-    compared as strings there."""
+    compared as strings there, never handed to math-verify."""
+    handed: list[str] = []
+    _, verify, configs, timeout_error = grading._load_math_verify()
+
+    def watched_parse(text, *args, **kwargs):
+        handed.append(text)
+        return ()  # nothing to compare: what matters is what reached it
+
+    monkeypatch.setattr(grading, "_load_math_verify",
+                        lambda: (watched_parse, verify, configs, timeout_error))
     results: list[bool] = []
+    handed_costly: list[str] = []
     costly = [
         ("10^{10^{10^{11}}}", "7"),
         ("200000000!", "7"),
@@ -259,21 +284,36 @@ def test_costly_answers_are_bounded_off_the_main_thread():
     def worker():
         results.extend(grade(a, b) for a, b in costly)
         results.append(grade("10^{10^{10^{11}}}", "10^{10^{10^{11}}}"))  # same string
+        handed_costly.extend(handed)
+        grade("0.75", "\\frac{3}{4}")  # a cheap pair does reach it: the watch works
 
-    started = time.monotonic()
     thread = threading.Thread(target=worker, daemon=True)
     thread.start()
-    thread.join(timeout=30)
+    thread.join(timeout=GIVE_UP_S)
     assert not thread.is_alive()
-    assert time.monotonic() - started < 10
     assert results == [False] * len(costly) + [True]
+    assert handed_costly == [] and handed
 
 
-def test_main_thread_timeout(monkeypatch):
+def test_main_thread_timeout(monkeypatch, fresh_caches):
+    """In the main thread an alarm stops a comparison that would go on: here one that takes a
+    minute, so that the bound shows on a machine of any speed."""
+    import math_verify.grader
+
+    compared = []
+
+    def a_minute(*args, **kwargs):
+        compared.append(args)
+        time.sleep(60)
+        return True
+
+    grading._load_math_verify()  # imported before the clock starts
+    monkeypatch.setattr(math_verify.grader, "sympy_expr_eq", a_minute)
     monkeypatch.setattr(grading, "MATH_VERIFY_TIMEOUT_S", 1)
     started = time.monotonic()
-    assert grade("(x+3)^{1000}", "x^{1000}+3^{1000}") is False
-    assert time.monotonic() - started < 5
+    assert grade("x+1", "x+2") is False
+    assert compared  # the comparison was reached, and cut short
+    assert time.monotonic() - started < 30
 
 
 @pytest.mark.skipif(not hasattr(signal, "setitimer"), reason="no interval timers")

@@ -48,7 +48,9 @@ def _shown(driver, index: str):
                       " && view.querySelector('.search-tab') !== null")
 
 
-def _wait_for(driver, script: str, timeout_s: float = 30.0):
+def _wait_for(driver, script: str, timeout_s: float = 300.0):
+    """Poll ``script`` until it is truthy. Drawing takes a second here and far longer on a
+    slow, busy machine: the limit only stops a page that will never get there."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         value = driver.execute_script(script)

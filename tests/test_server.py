@@ -1,7 +1,8 @@
 """``ttscale serve``: request parsing and admission on their own, then the official ``openai``
-client against real server processes on the embedded model (chat, completions, streaming,
-settings as extra fields and as a model-name prefix, auth, refusals, limits, cancellation on
-disconnect, and a load test)."""
+client against a real server process on the embedded model (chat, completions, streaming,
+settings as extra fields and as a model-name prefix, auth, refusals, and a load test), and
+cancellation on disconnect and the limits against the server's app in this process, on a
+policy whose searches take as long as the test says."""
 
 from __future__ import annotations
 
@@ -15,22 +16,27 @@ import threading
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from fakes import ScriptedPolicy
 from load_generator import run_load
-from server_process import free_port, running_server
+from server_process import free_port, running_server, serving_in_thread
 from ttscale.api import _ranked
 from ttscale.grading import extract_answer
 from ttscale.http_common import RequestError
+from ttscale.prompts import PromptFormat
 from ttscale.search.result import Candidate
+from ttscale.server import ServerConfig, create_app, load_service
 from ttscale.server_admission import AdmissionGate
 from ttscale.server_requests import ServerDefaults, ServerLimits, parse_model, parse_request
 from ttscale.steps import Step
 
 openai = pytest.importorskip("openai")
 pytest.importorskip("fastapi")
+pytest.importorskip("uvicorn")
 pytest.importorskip("prometheus_client")
 
 MODEL = "SmolLM2-135M-Instruct"
@@ -184,6 +190,11 @@ def test_the_gate_runs_at_most_its_slots_refuses_past_its_queue_and_frees_cancel
 
 
 # -- a real server -------------------------------------------------------------------------
+# A search on the real model takes seconds here and minutes on a slow, busy machine (queued
+# behind others, longer still): these limits only stop a request that would never end.
+SEARCH_LIMIT_S = 1800
+
+
 def serve_command(port: int, *extra: str) -> list[str]:
     return [sys.executable, "-m", "ttscale.cli", "serve", "--port", str(port),
             "--threads", "2", "--n-ctx", "8192", "--max-step-tokens", "24",
@@ -197,17 +208,17 @@ def server(tmp_path_factory):
     port = free_port()
     log = tmp_path_factory.mktemp("serve") / "server.log"
     command = serve_command(port, "--api-key", KEY, "--max-running", "4",
-                            "--max-waiting", "16")
+                            "--max-waiting", "16", "--request-timeout", str(SEARCH_LIMIT_S))
     with running_server(command, f"http://127.0.0.1:{port}/health", log):
         yield f"http://127.0.0.1:{port}/v1"
 
 
 @pytest.fixture(scope="module")
 def client(server):
-    return openai.OpenAI(base_url=server, api_key=KEY, max_retries=0, timeout=120)
+    return openai.OpenAI(base_url=server, api_key=KEY, max_retries=0, timeout=SEARCH_LIMIT_S)
 
 
-def post(url: str, body: bytes, key: str | None = KEY, timeout: float = 120):
+def post(url: str, body: bytes, key: str | None = KEY, timeout: float = SEARCH_LIMIT_S):
     """(status, headers, parsed body) of a raw POST, errors included."""
     headers = {"Content-Type": "application/json"}
     if key:
@@ -406,25 +417,6 @@ def wait_for(condition, limit_s: float, what: str) -> float:
     return time.monotonic() - start
 
 
-def test_a_client_that_disconnects_cancels_its_search(server):
-    root = server.removesuffix("/v1")
-    before = metric(get(f"{root}/metrics"), "ttscale_searches_total", outcome="cancelled")
-    # a search of several minutes on this machine: 16 solutions of up to 400 tokens
-    body = json.dumps(chat(method="bon", budget=16, max_tokens=400)).encode()
-    port = int(root.rsplit(":", 1)[1])
-    with socket.create_connection(("127.0.0.1", port)) as sock:
-        sock.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\n"
-                     b"Content-Type: application/json\r\n"
-                     b"Authorization: Bearer " + KEY.encode() + b"\r\n"
-                     b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body)
-        wait_for(lambda: health(server)["running"] == 1, 30, "the search starting")
-        time.sleep(1.0)
-    seconds = wait_for(lambda: health(server)["running"] == 0, 10, "the search ending")
-    assert seconds < 10
-    after = metric(get(f"{root}/metrics"), "ttscale_searches_total", outcome="cancelled")
-    assert after == before + 1
-
-
 def test_readme_example_works_as_written(server, capsys):
     text = README.read_text()
     block = re.search(r"```python\n(from openai import OpenAI\n.*?)```", text, re.S)
@@ -439,7 +431,8 @@ def test_readme_example_works_as_written(server, capsys):
 
 def test_load_200_requests_from_50_clients_are_all_answered_or_refused(server):
     result = asyncio.run(run_load(server, MODEL, requests=200, clients=50, api_key=KEY,
-                                  budget=2, max_tokens=16, timeout_s=300, retries=3))
+                                  budget=2, max_tokens=16, timeout_s=SEARCH_LIMIT_S,
+                                  retries=3))
     summary = result.summary()
     print("load test:", json.dumps(summary))
     assert sum(result.statuses.values()) == 200  # every request ended: none lost or hung
@@ -451,40 +444,97 @@ def test_load_200_requests_from_50_clients_are_all_answered_or_refused(server):
     assert health(server) == {"status": "ok", "running": 0, "waiting": 0}
 
 
-# -- limits: one slot, no queue, a short timeout ---------------------------------------------
-@pytest.fixture(scope="module")
-def small_server(tmp_path_factory):
-    port = free_port()
-    log = tmp_path_factory.mktemp("serve-small") / "server.log"
-    command = serve_command(port, "--max-running", "1", "--max-waiting", "0",
-                            "--request-timeout", "4")
-    with running_server(command, f"http://127.0.0.1:{port}/health", log):
-        yield f"http://127.0.0.1:{port}/v1"
+# -- cancellation and limits, on a server whose searches take as long as the test says ------
+STALL = "Think about it for ever."
+# What these tests wait for happens at once on any machine; only a broken server gets here.
+GIVE_UP_S = 60
+REQUEST_TIMEOUT_S = 5  # the other searches answer within a fifth of a second, busy or not
 
 
-def test_a_full_server_refuses_with_retry_after_and_a_slow_search_times_out(small_server):
-    long_body = json.dumps(chat(method="bon", budget=16, max_tokens=400)).encode()
-    outcome = {}
+class StallingPolicy(ScriptedPolicy):
+    """Answers every call at once, except for a problem that says ``STALL``: its search waits
+    in the engine until it is cancelled. A slow search is slow, and a fast one fast, on any
+    machine."""
 
-    def long_request():
+    batches_across_calls = True  # each search's calls on their own, as llama.cpp takes them
+
+    def __init__(self) -> None:
+        super().__init__(lambda prefix, j, stop: ("3 + 4 = 7, so he has \\boxed{7}.", "eos"))
+        self.stalled = threading.Event()  # a stalled search reached the engine
+        self.cancelled = threading.Event()  # and was cancelled there
+
+    async def extend(self, prefixes, n, *args, **kwargs):
+        if any(STALL in prefix for prefix in prefixes):
+            self.stalled.set()
+            try:
+                await asyncio.Event().wait()  # never set
+            except asyncio.CancelledError:
+                self.cancelled.set()
+                raise
+        return await super().extend(prefixes, n, *args, **kwargs)
+
+
+@contextlib.contextmanager
+def stalling_server(**config) -> Iterator[tuple[str, StallingPolicy]]:
+    """Base URL (…/v1) of the server's app, run in this process on a ``StallingPolicy``, and
+    the policy."""
+    policy = StallingPolicy()
+    service = load_service(engine=policy, prm=["confidence"], prompt=PromptFormat(),
+                           config=ServerConfig(served_model_name=MODEL, **config))
+    with serving_in_thread(create_app(service)) as root:
+        yield f"{root}/v1", policy
+
+
+STALLED = json.dumps(chat(method="bon", budget=2, messages=[
+    {"role": "user", "content": f"{PROBLEM} {STALL}"}])).encode()
+
+
+@contextlib.contextmanager
+def sent_then_dropped(server: str, body: bytes) -> Iterator[None]:
+    """A chat request sent on a connection that is closed on exit, its answer unread: a client
+    that goes away."""
+    port = int(server.removesuffix("/v1").rsplit(":", 1)[1])
+    with socket.create_connection(("127.0.0.1", port)) as sock:
+        sock.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\n"
+                     b"Content-Type: application/json\r\n"
+                     b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body)
+        yield
+
+
+def test_a_client_that_disconnects_cancels_its_search():
+    with stalling_server() as (server, policy):
+        with sent_then_dropped(server, STALLED):
+            assert policy.stalled.wait(GIVE_UP_S), "the search did not reach the engine"
+            assert health(server)["running"] == 1
+        # the search cannot end by itself: only its cancellation frees the slot
+        wait_for(lambda: health(server)["running"] == 0, GIVE_UP_S, "the search ending")
+        assert policy.cancelled.is_set()
+        metrics = get(f"{server.removesuffix('/v1')}/metrics", key=None)
+        assert metric(metrics, "ttscale_searches_total", outcome="cancelled") == 1
+
+
+def test_a_full_server_refuses_with_retry_after():
+    with stalling_server(max_running=1, max_waiting=0) as (server, policy):
+        with sent_then_dropped(server, STALLED):  # holds the one slot until it goes away
+            assert policy.stalled.wait(GIVE_UP_S), "the search did not reach the engine"
+            status, headers, body = post(f"{server}/chat/completions",
+                                         json.dumps(chat(budget=2)).encode(), key=None)
+        assert status == 429 and body["error"]["type"] == "rate_limit_error"
+        assert int(headers["Retry-After"]) >= 1
+
+
+def test_a_slow_search_times_out_and_the_server_goes_on():
+    with stalling_server(max_running=1, max_waiting=0,
+                         request_timeout_s=REQUEST_TIMEOUT_S) as (server, policy):
         start = time.monotonic()
-        outcome["reply"] = post(f"{small_server}/chat/completions", long_body, key=None)
-        outcome["seconds"] = time.monotonic() - start
-
-    thread = threading.Thread(target=long_request)
-    thread.start()
-    wait_for(lambda: health(small_server)["running"] == 1, 30, "the long search starting")
-    status, headers, body = post(f"{small_server}/chat/completions",
-                                 json.dumps(chat(budget=2)).encode(), key=None)
-    assert status == 429 and body["error"]["type"] == "rate_limit_error"
-    assert int(headers["Retry-After"]) >= 1
-    thread.join(timeout=60)
-    status, _, body = outcome["reply"]
-    assert status == 504 and body["error"]["type"] == "timeout_error"
-    assert 4 <= outcome["seconds"] < 15
-    wait_for(lambda: health(small_server)["running"] == 0, 10, "the timed-out search ending")
-    with contextlib.closing(openai.OpenAI(base_url=small_server, api_key="none",
-                                          max_retries=0)) as anyone:
-        reply = anyone.chat.completions.create(model=f"bon-2/{MODEL}",
-                                               messages=[{"role": "user", "content": PROBLEM}])
-    assert reply.choices[0].message.content  # the server goes on after a timeout
+        status, _, body = post(f"{server}/chat/completions", STALLED, key=None,
+                               timeout=GIVE_UP_S)
+        assert status == 504 and body["error"]["type"] == "timeout_error"
+        assert time.monotonic() - start >= REQUEST_TIMEOUT_S
+        assert policy.cancelled.is_set()  # the search stopped with its request
+        wait_for(lambda: health(server)["running"] == 0, GIVE_UP_S, "the slot being freed")
+        with contextlib.closing(openai.OpenAI(base_url=server, api_key="none", max_retries=0,
+                                              timeout=GIVE_UP_S)) as anyone:
+            reply = anyone.chat.completions.create(
+                model=f"bon-2/{MODEL}", messages=[{"role": "user", "content": PROBLEM}])
+        assert reply.choices[0].message.content  # the server goes on after a timeout
