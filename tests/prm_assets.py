@@ -2,78 +2,51 @@
 (and reading a run record back, for the tests that score a run with them).
 
 The published PRMs cannot be downloaded here, but their tokenizers can be rebuilt from public
-packages on PyPI, and their architectures from transformers' configs with random weights:
-
-* Mistral's SentencePiece model (Math-Shepherd's tokenizer) ships in the ``mistral_common``
-  wheel;
-* the Qwen2 and Llama 3 vocabularies ship as vocab-only GGUF files in llama-cpp-python's
-  source archive (``vendor/llama.cpp/models``). Qwen2.5-Math-PRM's tokenizer is the Qwen2 one
-  with ``<extra_0>`` at id 151651, which is set here.
-
-Downloads go through pip (PyPI is reachable where the tests run) and are cached under
-``~/.cache/ttscale/test-assets`` (or ``$TTSCALE_TEST_ASSETS``), so fresh checkouts reuse them."""
+vocabulary files, and their architectures from transformers' configs with random weights.
+The vocabulary files are fetched once, at install time, by ``make test-assets``
+(``scripts/fetch_test_assets.py``, checksummed); a test run reads them and opens no network
+connection. Qwen2.5-Math-PRM's tokenizer is the Qwen2 one with ``<extra_0>`` at id 151651,
+which is set here."""
 
 from __future__ import annotations
 
+import importlib.util
 import json
-import os
-import subprocess
-import sys
-import tarfile
-import zipfile
+import shutil
+import tempfile
 from pathlib import Path
 
 DATA = Path(__file__).resolve().parent / "data"
-LLAMA_CPP_SDIST = "llama-cpp-python==0.3.36"
-MISTRAL_COMMON = "mistral_common==1.12.0"
 QWEN_PRM_TAG_ID = 151651
+_FETCH_SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "fetch_test_assets.py"
+
+
+def _fetcher():
+    spec = importlib.util.spec_from_file_location("fetch_test_assets", _FETCH_SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def assets_dir() -> Path:
-    cache = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache"))
-    folder = Path(os.environ.get("TTSCALE_TEST_ASSETS", cache / "ttscale" / "test-assets"))
-    folder.mkdir(parents=True, exist_ok=True)
-    return folder
+    return _fetcher().assets_dir()
 
 
-def _pip_download(requirement: str, target: Path, source: bool) -> Path:
-    target.mkdir(parents=True, exist_ok=True)
-    command = [sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", "-d",
-               str(target), requirement]
-    if source:
-        command[4:4] = ["--no-binary", ":all:"]
-    subprocess.run(command, check=True, timeout=900)
-    found = sorted(target.iterdir())
-    if not found:
-        raise RuntimeError(f"pip download {requirement} left nothing in {target}")
-    return found[0]
+class MissingTestAssetsError(RuntimeError):
+    pass
 
 
 def _raw_files() -> dict[str, Path]:
-    """The three public vocabulary files, downloaded once."""
-    raw = assets_dir() / "raw"
-    wanted = {"qwen2": raw / "ggml-vocab-qwen2.gguf",
-              "llama3": raw / "ggml-vocab-llama-bpe.gguf",
-              # apart: a tokenizer.model beside a GGUF would be picked up in its place
-              "mistral": raw / "mistral" / "tokenizer.model"}
-    if not (wanted["qwen2"].exists() and wanted["llama3"].exists()):
-        archive = _pip_download(LLAMA_CPP_SDIST, assets_dir() / "download-sdist", source=True)
-        with tarfile.open(archive) as tar:
-            for member in tar.getmembers():
-                name = Path(member.name).name
-                if name in (wanted["qwen2"].name, wanted["llama3"].name) and \
-                        "/vendor/llama.cpp/models/" in member.name:
-                    data = tar.extractfile(member)
-                    assert data is not None
-                    raw.mkdir(parents=True, exist_ok=True)
-                    (raw / name).write_bytes(data.read())
-    if not wanted["mistral"].exists():
-        wheel = _pip_download(MISTRAL_COMMON, assets_dir() / "download-wheel", source=False)
-        with zipfile.ZipFile(wheel) as archive:
-            wanted["mistral"].parent.mkdir(parents=True, exist_ok=True)
-            wanted["mistral"].write_bytes(
-                archive.read("mistral_common/data/tokenizer.model.v1"))
-    return wanted
+    """The three public vocabulary files, as ``make test-assets`` fetched and checked them."""
+    fetcher = _fetcher()
+    problems = fetcher.missing_or_wrong()
+    if problems:
+        raise MissingTestAssetsError(
+            "the PRM-format tests need the vocabulary files that `make test-assets` (part of "
+            "`make install-test`) fetches and checks; run it first. " + "; ".join(problems))
+    return {"qwen2": fetcher.raw_path("ggml-vocab-qwen2.gguf"),
+            "llama3": fetcher.raw_path("ggml-vocab-llama-bpe.gguf"),
+            "mistral": fetcher.raw_path("mistral/tokenizer.model")}
 
 
 def _rename_token(tokenizer_json: Path, token_id: int, new: str) -> None:
@@ -98,11 +71,15 @@ def tokenizer_dirs() -> dict[str, Path]:
     the Llama 3.1 chat template) and ``mistral`` (Mistral 7B v0.1)."""
     from transformers import AutoTokenizer
 
-    out = assets_dir() / "tokenizers"
-    dirs = {name: out / name for name in ("qwen-prm", "llama3", "mistral")}
-    if all((d / "tokenizer.json").exists() for d in dirs.values()):
-        return dirs
+    final = assets_dir() / "tokenizers"
+    names = ("qwen-prm", "llama3", "mistral")
+    if all((final / name / "tokenizer.json").exists() for name in names):
+        return {name: final / name for name in names}
     raw = _raw_files()
+    # built aside and moved into place in one rename: two test runs at once never read a
+    # half-written tokenizer
+    out = Path(tempfile.mkdtemp(prefix="tokenizers-", dir=assets_dir()))
+    dirs = {name: out / name for name in names}
     qwen = AutoTokenizer.from_pretrained(raw["qwen2"].parent, gguf_file=raw["qwen2"].name)
     qwen.chat_template = (DATA / "qwen2.5_chat_template.jinja").read_text()
     qwen.save_pretrained(dirs["qwen-prm"])
@@ -117,7 +94,11 @@ def tokenizer_dirs() -> dict[str, Path]:
         "tokenizer_class": "LlamaTokenizer", "bos_token": "<s>", "eos_token": "</s>",
         "unk_token": "<unk>", "add_bos_token": True, "add_eos_token": False, "legacy": True}))
     AutoTokenizer.from_pretrained(spm_dir).save_pretrained(dirs["mistral"])
-    return dirs
+    try:
+        out.rename(final)
+    except OSError:  # another run finished first: use its folder
+        shutil.rmtree(out, ignore_errors=True)
+    return {name: final / name for name in names}
 
 
 def _tiny(config_cls, vocab_size: int, **extra):
@@ -207,7 +188,3 @@ def recorded_step_texts(record: dict, candidate: dict) -> list[str]:
         texts.append(node["text"])
         node = nodes[node["parent"]]
     return texts[::-1]
-
-
-if __name__ == "__main__":  # prepare the cache ahead of a test run
-    print(json.dumps({k: str(v) for k, v in tokenizer_dirs().items()}, indent=2))
