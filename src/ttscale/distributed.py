@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 import uuid
 from collections import deque
 from collections.abc import Callable, Sequence
@@ -158,6 +159,10 @@ def run_on_ray(
     are up (a hook for monitoring and fault tests)."""
     if parallel < 1:
         raise ConfigError(f"--parallel must be at least 1, got {parallel}")
+    if not (cluster.address or os.environ.get("RAY_ADDRESS")) and "ray" not in sys.modules:
+        # a local Ray binds the loopback address, as every server of ttscale's does unless
+        # told otherwise; Ray reads this switch when it is imported
+        os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
     ray = _import_ray()
     started_ray = not ray.is_initialized()
     if started_ray:
