@@ -2,12 +2,18 @@
 randomly initialised model saved as a Hugging Face folder (no mocks).
 
 Reference numerics: the GGUF is Q4_1. transformers dequantizes its weights to float32 and
-computes in float32; llama.cpp multiplies the 4-bit blocks with 8-bit-quantized activations.
-The two engines' log-probabilities differ by up to ~0.03 nats on the few-shot prefix below,
-yet their greedy texts agree on all 40 first tokens there (on a zero-shot prefix they part
-after 11 to 21 tokens). So the cross-check with llama.cpp asserts a long common start, and the
-exact checks are made against transformers itself: ``generate(do_sample=False)`` and a plain
-forward pass over the same weights."""
+computes in float32; llama.cpp multiplies the 4-bit blocks with 8-bit-quantized (Q8_1)
+activations and keeps keys and values in float16, in SIMD kernels chosen for the CPU, whose
+rounding the activation quantization magnifies. So llama.cpp's log-probabilities depend on the
+machine: for the first token after the few-shot prefix below it gives -0.940 with AVX-512
+kernels and -0.889 with AVX2 ones, where transformers gives -0.9935 on both (its kernels move it
+by ~1e-5). Whether the two greedy texts part depends on the machine too: transformers picks
+that first token by only 0.26 nats. So the cross-check with llama.cpp compares the choice of
+the next token along one token path, where the choice is clear (``CLEAR``), and the exact
+checks are made against transformers itself: ``generate(do_sample=False)`` and a plain
+forward pass over the same weights, which differ from the engine's cached decoding by float32
+rounding alone (1e-5 to 2e-5 with torch's AVX-512, AVX2 and plain kernels; 1e-4 is
+asserted)."""
 
 from __future__ import annotations
 
@@ -48,6 +54,11 @@ OTHER = ("Problem: A train travels 60 km in 1.5 hours. What is its average speed
          "Solution:\nStep 1:")
 SHORT = "Problem: 7 * 6 = ?\nSolution:"
 GREEDY_TOKENS = 24
+# nats between transformers' two likeliest tokens for llama.cpp to have to pick the same one:
+# along the path below the two engines' log-probabilities of a token part by up to 0.05 nats
+# with AVX-512 kernels and 0.15 with AVX2 ones, and their top-two margins by up to 0.3; a whole
+# nat is three times that. Which choices are clear is read from transformers, the same on any CPU.
+CLEAR = 1.0
 
 
 
@@ -145,23 +156,35 @@ def test_greedy_logprobs_match_a_plain_forward_pass(engine: HFEngine, greedy: Co
     assert list(greedy.token_offsets) == ends
 
 
-def test_greedy_agrees_with_llama_cpp(engine: HFEngine, greedy: Continuation) -> None:
-    pytest.importorskip("llama_cpp")
+def test_greedy_agrees_with_llama_cpp(engine: HFEngine, reference_ids: list[int]) -> None:
+    llama_cpp = pytest.importorskip("llama_cpp")
     from ttscale.engines.llama_cpp import LlamaCppEngine
 
-    reference = LlamaCppEngine(n_ctx=512, n_threads=1)
+    policy = LlamaCppEngine(n_ctx=512, n_threads=1)
     try:
-        assert reference.tokenize(FEW_SHOT) == engine.tokenize(FEW_SHOT)
-        [[other]] = extend(reference, [FEW_SHOT], max_tokens=GREEDY_TOKENS, temperature=0.0)
+        assert policy.tokenize(FEW_SHOT) == engine.tokenize(FEW_SHOT)
+        path, rows = policy.path, policy.rows_per_call
     finally:
-        reference.free()
-    same = 0  # tokens whose text and start agree
-    for a, b in zip(greedy.token_offsets, other.token_offsets, strict=False):
-        if a != b or greedy.text[a:a + 1] != other.text[b:b + 1]:
-            break
-        same += 1
-    assert same >= 16  # 24 of 24 measured (40 of 40 with 40 tokens)
-    assert np.allclose(greedy.token_logprobs[:same], other.token_logprobs[:same], atol=0.1)
+        policy.free()
+    prompt = engine.tokenize(FEW_SHOT)
+    tokens = prompt + reference_ids
+    # both models read the same tokens, transformers' greedy ones, so that one close choice
+    # does not send the two texts apart; llama.cpp computes them as its engine does (flash
+    # attention, calls of at most rows_per_call rows; see test_engine_llama)
+    reference = llama_cpp.Llama(model_path=str(path), n_ctx=512, verbose=False,
+                                logits_all=True, flash_attn=True, n_threads=1, n_batch=rows)
+    try:
+        reference.eval(tokens)
+        theirs = np.array(reference.scores[len(prompt) - 1:len(tokens) - 1])
+    finally:
+        reference.close()
+    with torch.inference_mode():
+        ours = log_softmax(engine.model(torch.tensor([tokens])).logits[0, len(prompt) - 1:-1])
+    top_two = np.sort(ours, axis=-1)[:, -2:]
+    clear = top_two[:, 1] - top_two[:, 0] > CLEAR
+    assert clear.sum() >= GREEDY_TOKENS // 2  # 22 of the 24 choices are clear
+    # where transformers' choice is clear, llama.cpp makes it too
+    assert (theirs.argmax(axis=-1)[clear] == np.array(reference_ids)[clear]).all()
 
 
 # -- sampling ----------------------------------------------------------------------------------
@@ -215,11 +238,12 @@ def test_stop_string_cuts_the_text(engine: HFEngine, greedy: Continuation) -> No
 def test_the_earliest_of_several_stop_strings_wins(engine: HFEngine,
                                                    greedy: Continuation) -> None:
     text = greedy.text
-    early, late = "\n", "The answer"
+    early = text[len(text) // 3:len(text) // 3 + 4]
+    late = text[2 * len(text) // 3:2 * len(text) // 3 + 4]
     assert 0 < text.find(early) < text.find(late)
     [[c]] = extend(engine, [FEW_SHOT], stop=[late, "never in this text", "", early],
                    max_tokens=GREEDY_TOKENS, temperature=0.0)
-    assert c.text == text[:text.find(early)] == " He has 3 + 5 = 8 apples."
+    assert c.text == text[:text.find(early)]
     assert c.finish_reason == "stop" and c.stop_string == early
     [[c]] = extend(engine, [FEW_SHOT], stop=[text[:4]], max_tokens=GREEDY_TOKENS,
                    temperature=0.0)

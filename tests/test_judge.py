@@ -3,18 +3,20 @@ SmolLM2-135M (in process through llama.cpp, and over HTTP through llama-cpp-pyth
 
 What the 135M model makes of the judge prompt: little. On the Tom-and-pencils step below it
 gives P(yes) = 0.42 to the right "24 - 5 = 19" and 0.45 to the wrong "24 - 5 = 17" (and 0.77
-to the shared, right, step 1). So the tests check the plumbing, not the verdicts.
+to the shared, right, step 1), on one machine; the numbers move with the CPU's kernels. So the
+tests check the plumbing, not the verdicts.
 
-Numerics: on this 4-bit model llama.cpp's CPU log-probabilities move by up to ~0.2 nats with
-how a prompt's tokens are split between decode calls and where its cells lie in the KV cache.
-The engine's decode loop makes every call 2 to 16 rows, which llama.cpp computes alike
-whatever shares the call, so a prompt scored alone, in company or from cached cells gives the
-same numbers to the bit (asserted below); what remains is the order attention visits cells
-in, which follows their place in the cache, hence ``NOISE`` where histories differ. The HTTP server
-runs the same GGUF with llama-cpp-python's default ``flash_attn=False`` and evaluates each
-prompt whole, against flash attention on ``auto`` (on for the CPU) in process: the same kind
-of gap, larger for unlikely tokens (measured: 0.02-0.1 nats for " no" and " yes", up to 0.37
-for " No" at P = 0.007), hence ``HTTP_NOISE``; P(yes) still agrees to ``NOISE_P``."""
+Numerics: on this 4-bit model llama.cpp's log-probabilities move by a tenth of a nat or more
+with anything that changes the rounding: the CPU's SIMD kernels, how a prompt's tokens are
+split between decode calls, flash attention on or off. The engine's decode loop makes every
+call 2 to 16 rows, which llama.cpp computes alike whatever shares the call, so in process a
+prompt scored alone, in company, from cached cells or by another engine gives the same numbers
+to the bit (asserted below), on any CPU. The HTTP server runs the same GGUF with
+llama-cpp-python's default ``flash_attn=False`` and evaluates each prompt whole, against flash
+attention on ``auto`` (on for the CPU) in process: other kernels, whose log-probabilities differ
+by an amount that depends on the machine (0.02 to 0.23 nats for these candidates here, 0.37 for
+" No" at P = 0.007 elsewhere). So over HTTP only what such a gap cannot change is compared: the
+order of two candidates more than ``CLEAR`` apart."""
 
 from __future__ import annotations
 
@@ -49,11 +51,9 @@ WRONG = [RIGHT[0], Step("Step 2: After giving away 5, he has 24 - 5 = 17 pencils
 POLICY_PROMPT = ("Problem: Tom has 3 apples and buys 5 more. How many apples does he have?\n"
                  "Solution:\nStep 1:")
 CANDIDATES = [*YES, *NO]
-NOISE = 0.25  # nats: see the module doc
-NOISE_P = 0.065  # the same in P(yes): a 0.25-nat shift moves a probability by <= 0.0625
-HTTP_NOISE = 0.5  # nats: flash attention on against off (module doc)
-HTTP_NOISE_P = 0.125  # the same in P(yes)
-RECORDED = (0.423, 0.451)  # P(yes) of the right and the wrong step 2 (module doc)
+# nats: two candidates this far apart in process keep their order over HTTP, whose
+# log-probabilities differ by at most ~0.4 (module doc), so a gap moves by at most ~0.8
+CLEAR = 2.0
 
 
 def run(coroutine):
@@ -156,12 +156,10 @@ def test_agrees_with_greedy_extend(engine: LlamaCppEngine, judge_prompts: list[s
         assert answer.prompt_tokens == c.prompt_tokens
 
 
-def same_answers(a: NextTokenLogprobs, b: NextTokenLogprobs, nats: float) -> None:
+def same_answers(a: NextTokenLogprobs, b: NextTokenLogprobs) -> None:
+    """The same prompt length and, bit for bit, the same log-probabilities."""
     assert a.prompt_tokens == b.prompt_tokens
-    assert a.logprobs == pytest.approx(b.logprobs, abs=nats)
-    assert max(a.logprobs, key=a.logprobs.get) == max(b.logprobs, key=b.logprobs.get)
-    assert yes_probability(a.logprobs, YES, NO) == pytest.approx(
-        yes_probability(b.logprobs, YES, NO), abs=NOISE_P if nats == NOISE else 1e-4)
+    assert a.logprobs == b.logprobs
 
 
 def test_batched_equals_one_by_one(engine: LlamaCppEngine, judge_prompts: list[str]) -> None:
@@ -169,10 +167,10 @@ def test_batched_equals_one_by_one(engine: LlamaCppEngine, judge_prompts: list[s
     alone = [next_tokens(engine, [p])[0] for p in judge_prompts]
     for a, b, prompt in zip(together, alone, judge_prompts, strict=True):
         assert a.prompt_tokens == len(engine.tokenize(prompt))
-        same_answers(a, b, NOISE)
+        same_answers(a, b)
     # the same call again: the same numbers
     for a, b in zip(together, next_tokens(engine, judge_prompts), strict=True):
-        same_answers(a, b, 1e-4)
+        same_answers(a, b)
 
 
 def test_shared_prefix_is_computed_once_and_kept(engine: LlamaCppEngine,
@@ -194,7 +192,7 @@ def test_shared_prefix_is_computed_once_and_kept(engine: LlamaCppEngine,
     again = next_tokens(engine, judge_prompts)
     assert [a.cached_prompt_tokens for a in again] == [len(t) - 1 for t in lists]
     for a, b in zip(first, again, strict=True):
-        same_answers(a, b, 0.0)  # cached or computed, bit for bit the same numbers
+        same_answers(a, b)  # cached or computed, bit for bit the same numbers
 
 
 def test_waves_when_slots_or_cache_run_short(engine: LlamaCppEngine,
@@ -228,7 +226,7 @@ def test_waves_when_slots_or_cache_run_short(engine: LlamaCppEngine,
         small.free()
     for name, prompts in (("slots", distinct), ("cells", long_prompts)):
         for a, b in zip(waved[name], next_tokens(engine, prompts), strict=True):
-            same_answers(a, b, NOISE)
+            same_answers(a, b)  # another engine, other cells: the same numbers
 
 
 def test_errors_leave_the_engine_usable(engine: LlamaCppEngine) -> None:
@@ -269,7 +267,7 @@ def test_right_and_wrong_step_scores_come_from_the_logprobs(engine: LlamaCppEngi
                                                             judge: LLMJudgeScorer) -> None:
     solutions = [RIGHT[:2], WRONG[:2]]
     batch = run(judge.score(PROBLEM, solutions))
-    # the very prompts the scorer sent, in one call as it sent them (see NOISE)
+    # the very prompts the scorer sent, read again
     prompts = [judge.prompt(PROBLEM, steps, k) for steps in solutions for k in (1, 2)]
     answers = iter(next_tokens(engine, prompts))
     for row in batch.scores:
@@ -277,12 +275,11 @@ def test_right_and_wrong_step_scores_come_from_the_logprobs(engine: LlamaCppEngi
             p = {c: math.exp(lp) for c, lp in next(answers).logprobs.items()}
             expected = (p[" yes"] + p[" Yes"]) / (p[" yes"] + p[" Yes"] + p[" no"] + p[" No"])
             assert score == pytest.approx(expected, abs=1e-6)
-    # step 1 is the same in both solutions: so is its score (to the noise of its cache cells)
-    assert batch.scores[0][0] == pytest.approx(batch.scores[1][0], abs=NOISE_P)
-    # what the 135M model makes of step 2 (not asserted right): much the same for both
-    right, wrong = batch.scores[0][1], batch.scores[1][1]
-    assert right == pytest.approx(RECORDED[0], abs=NOISE_P)
-    assert wrong == pytest.approx(RECORDED[1], abs=NOISE_P)
+    # step 1 is the same in both solutions: so is its prompt, and its score to the bit
+    assert batch.scores[0][0] == batch.scores[1][0]
+    # step 2 is not (whether the 135M model tells which is right is not asserted): each is
+    # scored from its own prompt
+    assert batch.scores[0][1] != batch.scores[1][1]
 
 
 def test_yes_probability() -> None:
@@ -306,7 +303,8 @@ def test_http_agrees_with_the_in_process_engine(server_url: str, engine: LlamaCp
     prefixes = [judge_prompts[1], judge_prompts[3]]
     candidates = [*CANDIDATES, " pencils", " zebra"]
     local = next_tokens(engine, prefixes, candidates)
-    remote = next_tokens(OpenAICompletionsEngine(server_url, concurrency=2, timeout=120),
+    remote = next_tokens(OpenAICompletionsEngine(server_url, concurrency=2,
+                                                 timeout=test_engine_http.REQUEST_LIMIT_S),
                          prefixes, candidates)
     for a, b in zip(local, remote, strict=True):
         assert b.prompt_tokens == a.prompt_tokens
@@ -314,17 +312,21 @@ def test_http_agrees_with_the_in_process_engine(server_url: str, engine: LlamaCp
         # outside the server's top 20: unseen there, however likely it is here
         assert a.logprobs[" zebra"] > -math.inf and b.logprobs[" zebra"] == -math.inf
         assert a.logprobs[" pencils"] > -math.inf and b.logprobs[" pencils"] == -math.inf
-        assert b.logprobs == pytest.approx({**a.logprobs, " pencils": -math.inf,
-                                            " zebra": -math.inf}, abs=HTTP_NOISE)
-        assert max(b.logprobs, key=b.logprobs.get) == max(a.logprobs, key=a.logprobs.get)
-        # the verdict read over HTTP is the in-process one, to the noise
-        assert yes_probability(b.logprobs, YES, NO) == pytest.approx(
-            yes_probability(a.logprobs, YES, NO), abs=HTTP_NOISE_P)
+        # the judge's candidates are in it (the 20th token is ~3 nats below the least of them)
+        assert all(b.logprobs[c] > -math.inf for c in CANDIDATES)
+        # the same model: candidates far apart in process come in the same order over HTTP
+        # (" yes" and " no", a few tenths apart, may swap)
+        pairs = [(c, d) for c in CANDIDATES for d in CANDIDATES
+                 if a.logprobs[c] - a.logprobs[d] > CLEAR]
+        assert len(pairs) >= 4  # " yes" and " no" each ahead of " Yes" and " No" by ~7 nats
+        assert all(b.logprobs[c] > b.logprobs[d] for c, d in pairs)
 
 
 def test_http_top_k_is_a_setting(server_url: str, judge_prompts: list[str]) -> None:
-    # on this prompt the model's two most likely next tokens are " no" and " yes", far ahead
-    remote_engine = OpenAICompletionsEngine(server_url, top_logprobs=2, timeout=120)
+    # on this prompt the model's two most likely next tokens are " no" and " yes", ~8 nats
+    # ahead of the third: far more than any CPU's kernels move them
+    remote_engine = OpenAICompletionsEngine(server_url, top_logprobs=2,
+                                            timeout=test_engine_http.REQUEST_LIMIT_S)
     assert remote_engine.top_logprobs == 2 and OpenAICompletionsEngine.top_logprobs == 20
     [remote] = next_tokens(remote_engine, [judge_prompts[1]])
     assert {c for c in CANDIDATES if remote.logprobs[c] > -math.inf} == {" no", " yes"}
