@@ -33,3 +33,23 @@ def _loopback_only(connect):
 
 socket.socket.connect = _loopback_only(socket.socket.connect)
 socket.socket.connect_ex = _loopback_only(socket.socket.connect_ex)
+
+
+# Fixtures that run a model or start servers for tens of seconds: every test that uses one
+# is slow (else the first fast test to need it would pay for it in `make test-fast`).
+SLOW_FIXTURES = {
+    ("test_value_head", "labelled"),   # Monte-Carlo step labels from policy rollouts
+    ("test_http_prm", "servers"),      # one PRM server process per format
+    ("test_distributed", "local_ray"),  # a local Ray with two actors
+    ("test_planner_cli", "study"),     # a calibration study on the embedded model
+    ("test_engine_hf", "engine"),      # the embedded model dequantised into transformers
+}
+
+
+def pytest_collection_modifyitems(config, items):
+    import pytest
+
+    for item in items:
+        module = getattr(item.module, "__name__", "")
+        if any((module, name) in SLOW_FIXTURES for name in getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)

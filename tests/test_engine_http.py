@@ -151,6 +151,7 @@ def test_max_tokens_gives_length(engine: OpenAICompletionsEngine) -> None:
     assert c.generated_tokens == 5
 
 
+@pytest.mark.slow
 def test_seeded_sampling_is_reproducible_and_prefix_stable(server_url: str) -> None:
     def sample(n: int) -> list[str]:
         engine = OpenAICompletionsEngine(server_url, concurrency=4, timeout=REQUEST_LIMIT_S)
@@ -164,6 +165,7 @@ def test_seeded_sampling_is_reproducible_and_prefix_stable(server_url: str) -> N
     assert len(set(three)) > 1
 
 
+@pytest.mark.slow
 def test_first_sample_picks_the_later_samples(engine: OpenAICompletionsEngine) -> None:
     check_first_sample_picks_the_later_samples(
         engine, ["Once upon a time", "The three largest cities of France are Paris,"],
@@ -401,6 +403,8 @@ def test_http_errors_map_to_engine_errors() -> None:
     )
 
 
+@pytest.mark.slow
+@pytest.mark.timeout(2400)  # past RUN_LIMIT_S: the run's own limit fires first
 def test_cli_run_through_the_server(server_url: str, tmp_path: Path) -> None:
     """The whole loop over HTTP: `ttscale run --engine openai` against the real server."""
     import json

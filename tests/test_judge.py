@@ -195,6 +195,7 @@ def test_shared_prefix_is_computed_once_and_kept(engine: LlamaCppEngine,
         same_answers(a, b)  # cached or computed, bit for bit the same numbers
 
 
+@pytest.mark.slow
 def test_waves_when_slots_or_cache_run_short(engine: LlamaCppEngine,
                                             judge_prompts: list[str]) -> None:
     # prompts that share the judge instruction, each with a long body of its own
@@ -298,6 +299,7 @@ def test_engine_without_next_token_scoring_is_refused() -> None:
 
 
 # -- over HTTP ---------------------------------------------------------------------------------
+@pytest.mark.slow
 def test_http_agrees_with_the_in_process_engine(server_url: str, engine: LlamaCppEngine,
                                                 judge_prompts: list[str]) -> None:
     prefixes = [judge_prompts[1], judge_prompts[3]]

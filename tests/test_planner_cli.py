@@ -124,6 +124,7 @@ class TestStudy:
         assert refused.exit_code == 2 and "differs in: plan" in refused.output
 
 
+@pytest.mark.slow
 def test_run_auto_without_a_plan_follows_the_prior_rules(tmp_path):
     result = _run("run", "--method", "auto", "--budget", "2", "--limit", "1", "--out",
                   str(tmp_path / "prior"), *TINY)
@@ -170,6 +171,7 @@ def test_evaluating_a_prior_plan_is_refused(tmp_path):
     assert result.exit_code == 2 and "not a calibrated plan" in result.output
 
 
+@pytest.mark.slow
 def test_solve_auto_reports_the_planners_choice():
     result = _run("solve", "Tom has 3 apples and buys 4 more. How many apples does he have?",
                   "--method", "auto", "--budget", "4", "--width", "2", "--max-step-tokens", "16",

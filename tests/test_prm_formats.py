@@ -289,6 +289,7 @@ def test_loading_never_runs_checkpoint_code(checkpoints):
     assert type(prm.backbone).__module__.startswith("transformers.")
 
 
+@pytest.mark.slow
 def test_a_run_scores_every_step_with_the_prm(checkpoints, qwen, tmp_path):
     """`ttscale run --prm qwen-prm:PATH` on the embedded policy: each candidate's recorded step
     scores are the PRM's scores of that candidate's steps, and the PRM is on the ledger."""

@@ -25,7 +25,7 @@ from ttscale.search.context import SearchSettings
 SMALL = SearchSettings(max_step_tokens=40, max_solution_tokens=160, max_depth=4, width=2)
 # A run of the command line takes minutes here and several times that on a slow, busy
 # machine: the limit only stops one that would never end.
-RUN_LIMIT_S = 3600
+RUN_LIMIT_S = 1200
 
 
 class CountingPolicy:
@@ -75,6 +75,7 @@ def _stable(record: dict) -> dict:
 
 
 class TestRun:
+    @pytest.mark.slow
     def test_records_resume_and_pooled_budgets(self, engine, tmp_path):
         policy = CountingPolicy(engine)
         config = _config()
@@ -107,6 +108,7 @@ class TestRun:
         assert again.new_records == 0 and policy.calls == first_calls
         assert len(again.records) == 12
 
+    @pytest.mark.slow
     def test_same_seed_same_records(self, engine, tmp_path):
         config = _config(methods=("bon", "dvts"), budgets=(2,), limit=1)
         a = _run(config, engine, tmp_path / "a").records
@@ -117,6 +119,7 @@ class TestRun:
         c = _run(other, engine, tmp_path / "c").records
         assert [r["tree"] for r in a] != [r["tree"] for r in c]
 
+    @pytest.mark.slow
     def test_bad_line_reported_skipped_and_redone(self, engine, tmp_path, caplog):
         config = _config(methods=("bon",), budgets=(2,), limit=2)
         _run(config, engine, tmp_path)
@@ -129,6 +132,7 @@ class TestRun:
         assert outcome.new_records == 1  # the lost record was made again
         assert "line 1 skipped" in caplog.text
 
+    @pytest.mark.slow
     def test_other_settings_refused(self, engine, tmp_path):
         _run(_config(methods=("bon",), budgets=(2,), limit=1), engine, tmp_path)
         changed = _config(methods=("bon",), budgets=(2,), limit=1,
@@ -145,6 +149,7 @@ def _cli_run(out: Path, limit: int) -> list[str]:
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(3600)  # two whole runs and a resume, each bounded by RUN_LIMIT_S
 class TestKillAndResume:
     def test_sigkill_mid_run_then_resume_matches_uninterrupted(self, tmp_path):
         env = {**os.environ, "HF_HUB_OFFLINE": "1"}

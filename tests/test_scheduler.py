@@ -125,6 +125,7 @@ GREEDY = dict(n=1, stop=["\n\n"], max_tokens=32, temperature=0.0, top_p=1.0, see
 SAMPLED = dict(n=3, stop=["\n\n"], max_tokens=24, temperature=0.7, top_p=1.0, seed=5)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("knobs", [GREEDY, SAMPLED], ids=["greedy", "seeded"])
 def test_batched_calls_give_the_same_text_as_one_at_a_time(engine, prompts, knobs) -> None:
     alone = _one_by_one(engine, prompts, **knobs)
@@ -141,6 +142,7 @@ def test_batched_calls_give_the_same_text_as_one_at_a_time(engine, prompts, knob
     assert computed_together < computed_alone / 2
 
 
+@pytest.mark.slow
 def test_a_copied_kv_prefix_gives_the_log_probs_of_computing_it(engine, prompts) -> None:
     prompt = prompts[0]
     engine.clear_cache()
@@ -158,6 +160,7 @@ def test_a_copied_kv_prefix_gives_the_log_probs_of_computing_it(engine, prompts)
         assert np.allclose(a.token_logprobs, b.token_logprobs, atol=1e-5)
 
 
+@pytest.mark.slow
 def test_a_failing_call_among_merged_ones_fails_alone(engine, prompts) -> None:
     policy = CoalescedPolicy(engine)
     too_long = "apple " * (engine.n_ctx + 10)
@@ -177,6 +180,7 @@ def test_a_failing_call_among_merged_ones_fails_alone(engine, prompts) -> None:
 SMALL = SearchSettings(max_step_tokens=40, max_solution_tokens=120, max_depth=3, width=2)
 
 
+@pytest.mark.slow
 def test_run_saves_other_problems_when_one_fails(engine, tmp_path) -> None:
     data = tmp_path / "mixed.jsonl"
     rows = [{"id": f"q{k}", "problem": q, "answer": "1"} for k, q in enumerate(QUESTIONS[:3])]
@@ -199,6 +203,7 @@ def test_run_saves_other_problems_when_one_fails(engine, tmp_path) -> None:
     assert again.new_records == 0 and [f.problem_id for f in again.failures] == ["q1"]
 
 
+@pytest.mark.slow
 def test_a_parallel_run_resumes_with_every_record_once(engine, tmp_path) -> None:
     config = RunConfig(dataset=DatasetSelection("gsm8k", limit=4), methods=("bon", "beam"),
                        budgets=(4,), scorer="confidence", settings=replace(SMALL, width=2))

@@ -262,6 +262,7 @@ def metric(text: str, name: str, **labels: str) -> float:
     return 0.0
 
 
+@pytest.mark.slow
 def test_chat_answers_with_the_chosen_solution_and_counts_what_the_search_spent(client):
     reply = client.chat.completions.create(
         model=MODEL, messages=[{"role": "system", "content": "Be brief."},
@@ -287,6 +288,7 @@ def test_chat_answers_with_the_chosen_solution_and_counts_what_the_search_spent(
     assert extra["flops"]["total"] == extra["flops"]["policy"] + extra["flops"]["scorer"]
 
 
+@pytest.mark.slow
 def test_completions_and_the_model_prefix_choose_the_search(client):
     reply = client.completions.create(model=f"beam-4x2/{MODEL}", prompt=PROBLEM)
     assert reply.object == "text_completion" and reply.choices[0].text
@@ -417,6 +419,7 @@ def wait_for(condition, limit_s: float, what: str) -> float:
     return time.monotonic() - start
 
 
+@pytest.mark.slow
 def test_readme_example_works_as_written(server, capsys):
     text = README.read_text()
     block = re.search(r"```python\n(from openai import OpenAI\n.*?)```", text, re.S)
@@ -429,6 +432,8 @@ def test_readme_example_works_as_written(server, capsys):
     assert capsys.readouterr().out.strip()
 
 
+@pytest.mark.slow
+@pytest.mark.timeout(2400)
 def test_load_200_requests_from_50_clients_are_all_answered_or_refused(server):
     result = asyncio.run(run_load(server, MODEL, requests=200, clients=50, api_key=KEY,
                                   budget=2, max_tokens=16, timeout_s=SEARCH_LIMIT_S,
