@@ -1,12 +1,14 @@
 """Importing llama-cpp-python with CPU threads that wait politely.
 
 llama.cpp's CPU backend is built with OpenMP, and libgomp's default has a thread that reaches
-one of the graph's many barriers spin for hundreds of thousands of rounds before it sleeps.
-On a machine whose cores something else also uses, the spinning thread takes the core that
-the thread it waits for needs: measured on a loaded 2-core machine, the embedded model decoded
-1.5 tok/s with the default and 15.8 tok/s with passive waiting
-(``benchmarks/results/threads.md``). libgomp reads the setting once, when it loads, so it is
-set before the first import. A user who exported ``OMP_WAIT_POLICY`` or ``GOMP_SPINCOUNT``
+one of the graph's many barriers spin for a long while before it sleeps. On a machine whose
+cores something else also uses, the spinning thread takes the core that the thread it waits
+for needs. Measured on a 2-core machine with 2 threads, 32 samples decoding
+(``benchmarks/results/threads.md``): with two other busy processes, 38.6 tok/s spinning and
+87.0 waiting passively; with one, 59.3 and 93.4; idle, 212.6 and 155.7. Passive waiting gives
+up a quarter of the idle rate to keep a busy machine's within 2x of it, so it is the default.
+libgomp reads the setting once, when it loads, so it is set before the first import. A user
+who exported ``OMP_WAIT_POLICY`` (``ACTIVE`` on a machine of one's own) or ``GOMP_SPINCOUNT``
 keeps their setting."""
 
 from __future__ import annotations
