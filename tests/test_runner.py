@@ -95,6 +95,14 @@ class TestRun:
             nodes = {node["id"] for node in record["tree"]}
             assert all(c["node"] in nodes for c in record["candidates"])
         by_key = {r["key"]: r for r in outcome.records}
+        # the work behind the run: each search's own spend, a pool's read-offs not again
+        spent = [r["ledger"] for r in outcome.records if r.get("pool_size") in (None, r["n"])]
+        assert len(spent) < len(outcome.records)
+        assert outcome.policy_generated_tokens == sum(
+            ledger["policy_tokens"]["generated"] for ledger in spent)
+        assert outcome.computed_tokens == sum(
+            t["prompt"] - t["cached_prompt"] + t["generated"]
+            for ledger in spent for t in (ledger["policy_tokens"], ledger["scorer_tokens"]))
         # BoN at N=2 is read off the pool of 4: same first two candidates, half the tokens
         for problem in {r["problem_id"] for r in outcome.records}:
             small, large = by_key[f"{problem}|bon|2"], by_key[f"{problem}|bon|4"]

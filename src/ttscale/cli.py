@@ -105,6 +105,9 @@ def _print_summary(outcome, config, title: str) -> None:
     if outcome.policy_generated_tokens and outcome.seconds > 0:
         note += (f", {outcome.policy_generated_tokens} tokens generated "
                  f"({outcome.policy_generated_tokens / outcome.seconds:.0f} tok/s)")
+        if outcome.computed_tokens > outcome.policy_generated_tokens:
+            note += (f", {outcome.computed_tokens} computed by policy and scorer, prompts "
+                     f"included ({outcome.computed_tokens / outcome.seconds:.0f} tok/s)")
     chosen = Counter(f"{r['plan']['method']}@{r['plan']['n']}" for r in outcome.records
                      if r["method"] == "auto" and "plan" in r)
     if chosen:

@@ -174,6 +174,9 @@ class RunOutcome:
     policy_generated_tokens: int
     seconds: float
     failures: list[ProblemFailure] = field(default_factory=list)
+    # every token the policy and the scorer ran (prompts not served from cache included):
+    # the work behind the seconds, of which generation is a part
+    computed_tokens: int = 0
 
 
 ProgressHook = Callable[[int, int], None]
@@ -236,7 +239,7 @@ class RunTally:
     def __init__(self, opened: OpenedRun, writer: RecordWriter) -> None:
         self.opened, self.writer = opened, writer
         self.done = {r["key"] for r in opened.records}
-        self.new = self.generated = self.finished = 0
+        self.new = self.generated = self.computed = self.finished = 0
         self.failures: list[ProblemFailure] = []
         self.started = time.perf_counter()
 
@@ -256,14 +259,18 @@ class RunTally:
             self.opened.records.append(record)
             self.done.add(record["key"])
             self.new += 1
-            self.generated += 0 if record.get("pool_size") not in (None, record["n"]) else (
-                record["ledger"]["policy_tokens"]["generated"])
+            if record.get("pool_size") in (None, record["n"]):  # a pool's spend counted once
+                ledger = record["ledger"]
+                self.generated += ledger["policy_tokens"]["generated"]
+                self.computed += sum(TokenCount.from_dict(ledger[side]).computed
+                                     for side in ("policy_tokens", "scorer_tokens")
+                                     if ledger.get(side))
         self.finished += 1
 
     def outcome(self) -> RunOutcome:
         return RunOutcome(self.opened.run_dir, self.opened.records, self.new,
                           self.opened.skipped_bad_lines, self.generated,
-                          time.perf_counter() - self.started, self.failures)
+                          time.perf_counter() - self.started, self.failures, self.computed)
 
 
 async def run(
