@@ -64,16 +64,18 @@ def sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
+def _problem(name: str) -> str | None:
+    """Why the asset ``name`` cannot be used (absent, or another checksum), or None."""
+    path, expected = raw_path(name), ASSETS[name][2]
+    if not path.exists():
+        return f"{path} is missing"
+    found = sha256(path)
+    return None if found == expected else f"{path} has SHA-256 {found}, expected {expected}"
+
+
 def missing_or_wrong() -> list[str]:
     """The assets that are absent or whose checksum does not match, with the reason."""
-    problems = []
-    for name, (_, _, expected) in ASSETS.items():
-        path = raw_path(name)
-        if not path.exists():
-            problems.append(f"{path} is missing")
-        elif sha256(path) != expected:
-            problems.append(f"{path} has SHA-256 {sha256(path)}, expected {expected}")
-    return problems
+    return [problem for problem in map(_problem, ASSETS) if problem is not None]
 
 
 def _download(requirement: str, target: Path) -> Path:
@@ -123,11 +125,12 @@ def fetch() -> None:
             path = raw_path(name)
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_bytes(found[name])
-    problems = missing_or_wrong()
-    for name in ASSETS:  # a file that fails its checksum is never left for the tests
-        path = raw_path(name)
-        if any(str(path) in problem for problem in problems):
-            path.unlink(missing_ok=True)
+    problems = []
+    for name in ASSETS:
+        problem = _problem(name)
+        if problem is not None:  # a file that fails its checksum is never left for the tests
+            raw_path(name).unlink(missing_ok=True)
+            problems.append(problem)
     if problems:
         raise SystemExit("test assets failed their checks:\n  " + "\n  ".join(problems))
 

@@ -10,6 +10,7 @@ which is set here."""
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import json
 import shutil
@@ -21,6 +22,7 @@ QWEN_PRM_TAG_ID = 151651
 _FETCH_SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "fetch_test_assets.py"
 
 
+@functools.cache
 def _fetcher():
     spec = importlib.util.spec_from_file_location("fetch_test_assets", _FETCH_SCRIPT)
     module = importlib.util.module_from_spec(spec)
