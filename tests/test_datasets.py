@@ -81,7 +81,7 @@ def test_only_the_training_split_is_warned_about_in_runs_and_given_to_labels(nam
     with caplog.at_level(logging.WARNING, logger="ttscale.runner"):
         DatasetSelection(name, limit=1).load()
     warned = "is a training split" in caplog.text
-    if name == "gsm8k_train":
+    if name in ("gsm8k_train", "ladder_train"):
         assert warned
         check_training_split(name)
     else:

@@ -5,13 +5,18 @@ Built-in datasets (sources and licenses in ``ttscale/data/README.md`` and ``LICE
 - ``math500``: MATH-500, 500 problems with ``level`` (1-5) and ``subject``;
 - ``aime24``: AIME 2024 I and II, 30 problems (integer answers, some zero-padded);
 - ``gsm8k`` (alias ``gsm8k_test``): GSM8K test, 1319 problems;
-- ``gsm8k_train``: GSM8K train, 7473 problems.
+- ``gsm8k_train``: GSM8K train, 7473 problems;
+- ``ladder`` (alias ``ladder_test``) and ``ladder_train``: the difficulty ladder's templated
+  word problems (:mod:`ttscale.ladder`), ``level`` = number of operations, every
+  intermediate quantity in ``quantities``.
 
-``gsm8k_train`` is for training and calibration only (:data:`TRAIN_ONLY`).
+``gsm8k_train`` and ``ladder_train`` are for training and calibration only (:data:`TRAIN_ONLY`).
 
 A user file is JSONL, one object per line, with string fields ``problem`` and ``answer``
-(a numeric ``answer`` is converted to a string) and optional ``id``, ``level``, ``subject`` and
-``solution``. Malformed lines are skipped, reported in :attr:`Dataset.skipped` and logged.
+(a numeric ``answer`` is converted to a string) and optional ``id``, ``level``, ``subject``,
+``solution`` and ``quantities`` (the true intermediate values, in order: numbers, strings or
+objects with a ``value``). Malformed lines are skipped, reported in
+:attr:`Dataset.skipped` and logged.
 """
 
 from __future__ import annotations
@@ -49,12 +54,15 @@ BUILTIN_DATASETS: dict[str, str] = {
     "gsm8k": "gsm8k_test.jsonl",
     "gsm8k_test": "gsm8k_test.jsonl",
     "gsm8k_train": "gsm8k_train.jsonl",
+    "ladder": "ladder_test.jsonl",
+    "ladder_test": "ladder_test.jsonl",
+    "ladder_train": "ladder_train.jsonl",
 }
 """Built-in dataset name -> file in ``ttscale/data``. ``gsm8k_test`` is an alias of ``gsm8k``."""
 
-_ALIASES = {"gsm8k_test": "gsm8k"}
+_ALIASES = {"gsm8k_test": "gsm8k", "ladder_test": "ladder"}
 
-TRAIN_ONLY = frozenset({"gsm8k_train"})
+TRAIN_ONLY = frozenset({"gsm8k_train", "ladder_train"})
 """Built-in datasets meant for training and calibration, never for reporting accuracy."""
 
 MAX_LOGGED_SKIPS = 10
@@ -71,9 +79,12 @@ class Problem:
     dataset: str
     """``"math500"``, ``"aime24"``, ``"gsm8k"``, ``"gsm8k_train"``, or a user file's stem."""
     level: int | None = None
-    """MATH difficulty level (1-5) where known."""
+    """Difficulty where known: MATH's level (1-5), the ladder's number of operations."""
     subject: str | None = None
     solution: str | None = None
+    quantities: tuple[str, ...] = ()
+    """The true intermediate quantities a solution computes, in order (the last is the
+    answer); known for the ladder's problems, so each step's correctness is exact."""
 
 
 @dataclass(frozen=True)
@@ -160,6 +171,23 @@ def _optional_level(row: dict[str, Any]) -> int | None:
     raise _RowError(f"'level' is {value!r}, expected an integer such as 3")
 
 
+def _optional_quantities(row: dict[str, Any]) -> tuple[str, ...]:
+    values = row.get("quantities")
+    if values is None:
+        return ()
+    if not isinstance(values, list):
+        raise _RowError(f"'quantities' is {type(values).__name__}, expected a list of numbers")
+    found = []
+    for value in values:
+        if isinstance(value, dict):
+            value = value.get("value")
+        if isinstance(value, bool) or not isinstance(value, int | float | str):
+            raise _RowError(f"'quantities' holds {value!r}, expected numbers or objects with "
+                            "a numeric 'value'")
+        found.append(str(value).strip())
+    return tuple(found)
+
+
 def _row_id(row: dict[str, Any], default: str) -> str:
     value = row.get("id")
     if value is None:
@@ -211,6 +239,7 @@ def _read_jsonl(
                 level=_optional_level(row),
                 subject=_optional_text(row, "subject"),
                 solution=_optional_text(row, "solution"),
+                quantities=_optional_quantities(row),
             )
             first_use = first_line_of_id.get(problem.id)
             if first_use is not None:
