@@ -12,9 +12,14 @@ from ttscale.errors import TTScaleError
 
 
 def label(
-    dataset: Annotated[str, typer.Option(help="a training set: gsm8k_train, or a JSONL file "
-                                              "of your own (test sets are refused)")
+    dataset: Annotated[str, typer.Option(help="a training set: gsm8k_train, ladder_train, or "
+                                              "a JSONL file of your own (test sets are "
+                                              "refused)")
                        ] = "gsm8k_train",
+    method: Annotated[str, typer.Option(
+        help="monte-carlo: label each step by rollouts from it (Math-Shepherd); exact: check "
+             "each step against the problem's recorded intermediate quantities, no rollouts "
+             "(problems with quantities only: --dataset ladder_train)")] = "monte-carlo",
     limit: Annotated[int | None, typer.Option(help="problems to label")] = 200,
     offset: Annotated[int, typer.Option(help="skip this many problems first")] = 0,
     max_reference_steps: Annotated[int | None, typer.Option(
@@ -26,7 +31,8 @@ def label(
              "solutions to label are taken from them, correct and wrong (0: no screening)")
     ] = 0,
     rollouts: Annotated[int, typer.Option(
-        help="completions per step prefix: the rollout budget behind each label")] = 4,
+        help="completions per step prefix: the rollout budget behind each label "
+             "(monte-carlo only)")] = 4,
     max_tokens: Annotated[int, typer.Option(help="tokens per solution or rollout")] = 256,
     temperature: float = 0.7,
     seed: int = 0,
@@ -38,8 +44,10 @@ def label(
     verbose: bool = False,
 ) -> None:
     """Label steps automatically (Math-Shepherd): sample solutions, roll out completions from
-    each step, label the step by how often they reach the reference answer. Resumable: rerun
-    the same command to go on."""
+    each step, label the step by how often they reach the reference answer. With --method
+    exact (on the ladder: --dataset ladder_train) each step is labelled right or wrong from
+    the problem's recorded quantities instead, without rollouts. Resumable: rerun the same
+    command to go on."""
     setup_logging(verbose)
     try:
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
@@ -47,11 +55,13 @@ def label(
         from ttscale.cli_common import load_engine, prompt_format
         from ttscale.prm_training.labels import (
             LabelSettings,
+            check_label_method,
             check_training_split,
             label_dataset,
         )
 
         check_training_split(dataset)
+        check_label_method(method, dataset)
         settings = LabelSettings(samples=samples, rollouts=rollouts, temperature=temperature,
                                  max_solution_tokens=max_tokens, seed=seed,
                                  screen=screen)
@@ -62,7 +72,7 @@ def label(
             outcome = label_dataset(
                 policy, prompt_format("fewshot", None, policy), out_dir, dataset=dataset,
                 limit=limit, offset=offset, max_reference_steps=max_reference_steps,
-                settings=settings, parallel=parallel,
+                settings=settings, parallel=parallel, method=method,
                 progress=lambda done, total: progress.update(task, completed=done,
                                                              total=total))
     except (TTScaleError, ValueError) as error:

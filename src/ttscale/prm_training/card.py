@@ -26,6 +26,25 @@ def _f(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.3f}"
 
 
+def _exact(method: str) -> bool:
+    """A labels folder made by ``ttscale prm label --method exact`` (its manifest's
+    ``label_method``, :data:`ttscale.prm_training.labels.METHOD_DESCRIPTIONS`)."""
+    return method.startswith("exact")
+
+
+def _label_source(methods: list[str]) -> str:
+    """Where the head's training labels came from, in words."""
+    exact = [_exact(m) for m in methods]
+    if exact and all(exact):
+        return ("exact step labels from the ladder's recorded quantities (`ttscale prm label "
+                "--method exact`: each step checked against the problem's true intermediate "
+                "values, no rollouts, no human labels)")
+    if any(exact):
+        return ("automatic Monte-Carlo step labels and exact step labels from the ladder's "
+                "recorded quantities, both from `ttscale prm label` (no human labels)")
+    return "automatic Monte-Carlo step labels from `ttscale prm label` (no human labels)"
+
+
 def head_card(manifest: dict, evaluation: dict | None) -> str:
     """The Markdown card of a head."""
     base = manifest["base_model"]
@@ -34,13 +53,14 @@ def head_card(manifest: dict, evaluation: dict | None) -> str:
     hidden = manifest["head"]["hidden"]
     shape = f"an MLP with {hidden} hidden units" if hidden else "a linear layer"
     methods = ", ".join(manifest["label_method"]["methods"])
+    all_exact = all(_exact(m) for m in manifest["label_method"]["methods"])
     lines = [
         f"# {manifest['name']}",
         "",
         f"A process reward model for **{base['name']}** ({base['file']}, {base['parameters']:,}"
         f" parameters): a value head ({shape}) on the model's own final "
         "hidden state at the newline after each step. Trained by `ttscale prm train` on "
-        "automatic Monte-Carlo step labels from `ttscale prm label` (no human labels).",
+        f"{_label_source(manifest['label_method']['methods'])}.",
         "",
         f"Format: {manifest['format']}.",
         "",
@@ -52,9 +72,11 @@ def head_card(manifest: dict, evaluation: dict | None) -> str:
     ]
     for source in data["sources"]:
         settings = source.get("settings") or {}
+        rollouts = ("none (exact)" if _exact(str(source.get("method", "")))
+                    else settings.get("rollouts", "?"))
         lines.append(f"| {Path(source['labels']).name} | {source['dataset']} "
                      f"| {source['problems']} | {source['problems_with_labelled_steps']} "
-                     f"| {settings.get('samples', '?')} | {settings.get('rollouts', '?')} "
+                     f"| {settings.get('samples', '?')} | {rollouts} "
                      f"| {settings.get('screen', 0) or 'no'} "
                      f"| {settings.get('max_solution_tokens', '?')} |")
     lines += [
@@ -66,8 +88,10 @@ def head_card(manifest: dict, evaluation: dict | None) -> str:
         "",
         "## Step level (held-out validation problems)",
         "",
-        "| steps | problems | AUROC, any rollout correct | AUROC, success rate >= 0.5 "
-        "| AUROC, last step's answer | BCE | BCE of the mean |",
+        ("| steps | problems | AUROC, step right | AUROC, label >= 0.5 "
+         if all_exact else
+         "| steps | problems | AUROC, any rollout correct | AUROC, success rate >= 0.5 ")
+        + "| AUROC, last step's answer | BCE | BCE of the mean |",
         "|---|---|---|---|---|---|---|",
         f"| {valid['steps']} | {valid['problems']} | {_f(valid['auroc_hard'])} "
         f"| {_f(valid['auroc_soft_at_half'])} | {_f(valid['auroc_last_step_correct'])} "

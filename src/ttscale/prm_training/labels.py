@@ -24,8 +24,17 @@ can tell steps apart.
 Only training data may be labelled: the built-in test splits are refused, so a PRM trained
 here never saw a problem it is evaluated on.
 
+With ``method="exact"`` (``ttscale prm label --method exact``) no rollout is sampled: for
+problems whose true intermediate quantities are recorded (the ladder's, ``--dataset
+ladder_train``) each step of the ``samples`` solutions is labelled by
+:func:`ttscale.step_truth.step_labels`, 1 when it is right and 0 when it is wrong (soft = hard).
+A step with nothing to check (no number) is recorded with a ``null`` label and left out of
+training; its text stays in the solution, so the steps after it are read in the context the
+policy wrote. Problems without quantities are refused. Cheap: one sampling call per problem.
+
 Records are appended to ``labels.jsonl`` one problem at a time (flushed and fsynced) with the
-settings in ``manifest.json``; a rerun skips labelled problems and refuses other settings."""
+settings and the label method in ``manifest.json``; a rerun skips labelled problems and
+refuses other settings."""
 
 from __future__ import annotations
 
@@ -45,12 +54,24 @@ from ttscale.records import RecordWriter, read_records, write_json_atomic
 from ttscale.scheduler import batch_across_calls, solve_concurrently
 from ttscale.search.context import SearchSettings
 from ttscale.search.steps_from_text import split_continuation
+from ttscale.step_truth import step_labels
 
 logger = logging.getLogger(__name__)
 
 LABELS_FILE = "labels.jsonl"
 MIN_ROLLOUT_TOKENS = 16
 MANIFEST_FILE = "manifest.json"
+
+MONTE_CARLO = "monte-carlo"
+EXACT = "exact"
+LABEL_METHODS = (MONTE_CARLO, EXACT)
+"""``ttscale prm label --method``: Math-Shepherd rollouts (the default) or exact step truth."""
+METHOD_DESCRIPTIONS = {
+    MONTE_CARLO: "math-shepherd monte-carlo rollouts, each with the tokens its solution had "
+                 "left",
+    EXACT: "exact step labels from the ladder's recorded quantities",
+}
+"""The ``label_method`` a labels folder's manifest records (read by the head's card)."""
 
 
 @dataclass(frozen=True)
@@ -90,6 +111,54 @@ def check_training_split(dataset: str) -> None:
         raise ConfigError(f"{dataset} is a test set: PRM labels come from training data only, "
                           f"so that evaluation problems stay unseen; use "
                           f"{' or '.join(sorted(TRAIN_ONLY))} or a JSONL file of your own")
+
+
+def check_label_method(method: str, dataset: str,
+                       problems: tuple[Problem, ...] | None = None) -> None:
+    """Refuse an unknown method, and for exact labels a dataset (or selection of
+    ``problems``) without recorded quantities."""
+    if method not in LABEL_METHODS:
+        raise ConfigError(f"unknown label method {method!r}; use {' or '.join(LABEL_METHODS)}")
+    if method != EXACT:
+        return
+    if problems is None:
+        problems = load_dataset(dataset).problems
+    missing = [p.id for p in problems if not p.quantities]
+    if missing:
+        which = (f"the problems of {dataset} have none" if len(missing) == len(problems) else
+                 f"{len(missing)} of the {len(problems)} selected problems of {dataset} have "
+                 "none")
+        raise ConfigError(
+            f"exact step labels need each problem's recorded intermediate quantities, and "
+            f"{which} (e.g. {missing[0]!r}); use --dataset ladder_train, or --method "
+            f"{MONTE_CARLO}")
+
+
+def _exact_label(right: bool | None) -> dict | None:
+    return None if right is None else {"soft": float(right), "hard": right}
+
+
+async def label_problem_exact(problem: Problem, policy: Policy, prompt: PromptFormat,
+                              settings: LabelSettings) -> dict:
+    """One problem's record with exact labels: ``samples`` solutions, each step labelled by
+    :func:`ttscale.step_truth.step_labels` (None: nothing to check); no rollouts."""
+    search = prompt.apply(SearchSettings())
+    [samples] = await policy.extend([prompt.render(problem.problem)], settings.samples,
+                                    list(search.end_stops), settings.max_solution_tokens,
+                                    settings.temperature, settings.top_p, settings.seed)
+    records = []
+    for sample in samples:
+        steps = [step.text for step in split_continuation(sample, search.delimiter)]
+        final = extract_answer(steps[-1]) if steps else None
+        correct = grade(final, problem.answer)
+        truth = step_labels(problem, steps)
+        records.append({"steps": steps, "answer": final, "correct": correct,
+                        "genuine": correct and not any(t is False for t in truth),
+                        "labels": [_exact_label(t) for t in truth]})
+    return {"key": problem.id, "problem_id": problem.id, "problem": problem.problem,
+            "reference": problem.answer, "quantities": list(problem.quantities),
+            "solutions": records, "generated_tokens": sum(c.generated_tokens for c in samples),
+            "rolled_prefixes": 0}
 
 
 async def label_problem(problem: Problem, policy: Policy, prompt: PromptFormat,
@@ -183,9 +252,16 @@ def label_dataset(policy: Policy, prompt: PromptFormat, out_dir: Path, *, datase
                   limit: int | None = None, offset: int = 0,
                   max_reference_steps: int | None = None,
                   settings: LabelSettings = LabelSettings(), parallel: int = 4,
-                  progress: Callable[[int, int], None] | None = None) -> LabelOutcome:
-    """Label a training set's problems into ``out_dir``, resuming what is there."""
+                  progress: Callable[[int, int], None] | None = None,
+                  method: str = MONTE_CARLO) -> LabelOutcome:
+    """Label a training set's problems into ``out_dir`` with ``method`` (see
+    :data:`LABEL_METHODS`), resuming what is there."""
     check_training_split(dataset)
+    if method not in LABEL_METHODS:
+        check_label_method(method, dataset)  # raises
+    if method == EXACT and settings.screen:
+        raise ConfigError("--screen spends Monte-Carlo rollouts where labels can tell steps "
+                          "apart; exact labels need none: drop --screen with --method exact")
     problems = load_dataset(dataset).problems
     if max_reference_steps is not None:
         # a weak policy learns values only where it sometimes succeeds: short problems
@@ -198,9 +274,12 @@ def label_dataset(policy: Policy, prompt: PromptFormat, out_dir: Path, *, datase
     problems = problems[offset:offset + limit if limit is not None else None]
     if not problems:
         raise ConfigError(f"--offset {offset} is past the last of the selected problems")
+    check_label_method(method, dataset, problems)
     settings_identity = asdict(settings)
     if not settings.screen:  # folders labelled before screening existed resume as they were
         del settings_identity["screen"]
+    if method == EXACT:  # no rollouts
+        del settings_identity["rollouts"]
     identity = {"dataset": dataset, "max_reference_steps": max_reference_steps,
                 "settings": settings_identity,
                 "prompt": prompt.kind, "policy": {"name": policy.info.name,
@@ -208,8 +287,7 @@ def label_dataset(policy: Policy, prompt: PromptFormat, out_dir: Path, *, datase
                                                   **{k: v for k, v in
                                                      policy.info.extra.items()
                                                      if k != "path"}},
-                "label_method": "math-shepherd monte-carlo rollouts, each with the tokens "
-                                "its solution had left"}
+                "label_method": METHOD_DESCRIPTIONS[method]}
     out_dir.mkdir(parents=True, exist_ok=True)
     _check_manifest(out_dir / MANIFEST_FILE, identity)
     write_json_atomic(out_dir / MANIFEST_FILE, identity)
@@ -217,12 +295,13 @@ def label_dataset(policy: Policy, prompt: PromptFormat, out_dir: Path, *, datase
     todo = [p for p in problems if p.id not in done]
     failures: list[tuple[str, str]] = []
     batched = batch_across_calls(policy)
+    label_one = label_problem_exact if method == EXACT else label_problem
 
     async def run_all() -> int:
         finished = 0
         with RecordWriter(out_dir / LABELS_FILE) as writer:
             async for outcome in solve_concurrently(
-                    todo, lambda p: label_problem(p, batched, prompt, settings), parallel):
+                    todo, lambda p: label_one(p, batched, prompt, settings), parallel):
                 if outcome.error is not None:
                     failures.append((outcome.item.id, str(outcome.error)))
                     logger.error("problem %s not labelled: %s", outcome.item.id,

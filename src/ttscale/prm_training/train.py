@@ -65,8 +65,10 @@ def _solution_rows(record: dict) -> list[tuple[list[str], list[dict]]]:
 
 def step_table(records: Sequence[dict], reader, cache: Path | None = None,
                progress: Callable[[int, int], None] | None = None) -> StepTable:
-    """Features and labels of every step; problems whose features are cached (for the same
-    base model) are read from ``cache``, the rest computed and added to it."""
+    """Features and labels of every labelled step (a ``null`` label, a step exact labels
+    could not check, is left out; its text still precedes the steps after it); problems
+    whose features are cached (for the same base model) are read from ``cache``, the rest
+    computed and added to it."""
     fingerprint = gguf_fingerprint(reader.path)
     cached: dict[str, np.ndarray] = {}
     if cache is not None and cache.exists():
@@ -92,9 +94,12 @@ def step_table(records: Sequence[dict], reader, cache: Path | None = None,
                 np.empty((0, reader.n_embd), np.float32)
             cached[key] = rows
             new += 1
-        features.append(rows)
+        keep = [item is not None for _, labels in solutions for item in labels]
+        features.append(rows if all(keep) else rows[np.array(keep, dtype=bool)])
         for _, labels in solutions:
             for index, item in enumerate(labels):
+                if item is None:
+                    continue
                 soft.append(float(item["soft"]))
                 hard.append(bool(item["hard"]))
                 last.append(index == len(labels) - 1)
