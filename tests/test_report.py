@@ -16,6 +16,7 @@ from ttscale.errors import ConfigError
 from ttscale.planner.stats import bootstrap_mean
 from ttscale.report import build_report
 from ttscale.report.curves import ALL, MAJORITY, PASS, all_series, difficulty_bins
+from ttscale.report.figures import draw_static, plotly_figure
 from ttscale.report.runs import load_run, load_runs
 from ttscale.report.tables import accuracy_grid, compare_table, models_table
 from ttscale.report.viewer_data import decode_chunk, viewer_data
@@ -343,6 +344,104 @@ class TestBuild:
             load_runs([tmp_path / "blank"])
         with pytest.raises(ConfigError, match="given twice"):
             load_runs([small_run, small_run])
+
+
+def _run_over_flops(folder, low: float, high: float, budgets=(1, 2, 4, 8, 16)):
+    """Three problems, BoN at each budget, FLOPs per problem spread evenly in log from
+    ``low`` at the smallest budget to ``high`` at the largest."""
+    steps = len(budgets) - 1
+    records = [_record(f"p{k}", "bon", n, k <= i % 3, pool=budgets[-1],
+                       flops=low * (high / low) ** (i / steps), candidates_right=min(n, k + 1),
+                       tree=_chain_tree(budgets[-1]))
+               for k in range(3) for i, n in enumerate(budgets)]
+    for record in records:  # all policy FLOPs: the pass@N and majority@N lines span as much
+        record["ledger"].update(policy_flops=record["ledger"]["total_flops"], scorer_flops=0)
+    return _write_run(folder, records)
+
+
+def _x_tick_labels(figure):
+    """(text, window box) of each labelled x tick of each facet, after drawing; and the
+    minor ticks' texts."""
+    import matplotlib.pyplot as plt
+
+    try:
+        figure.canvas.draw()
+        renderer = figure.canvas.get_renderer()
+        facets = []
+        for ax in figure.axes:
+            low, high = ax.get_xlim()
+            shown = [label for label in ax.xaxis.get_ticklabels()
+                     if label.get_visible() and label.get_text()
+                     and low <= label.get_position()[0] <= high]
+            facets.append(([(label.get_text(), label.get_window_extent(renderer))
+                            for label in shown],
+                           [label.get_text() for label in
+                            ax.xaxis.get_ticklabels(minor=True) if label.get_visible()]))
+        return facets
+    finally:
+        plt.close(figure)
+
+
+class TestStaticFigures:
+    """The log x axes of the PNG/SVG figures stay readable from a factor of 1.5 to 10^6:
+    2 to 6 labels, none overlapping, none at minor ticks, in short SI units."""
+
+    @pytest.mark.parametrize(("low", "high", "expect"), [
+        (1.5e11, 4e11, "200 G"),   # narrow: matplotlib's own labels were 2×10^11, 3×10^11
+        (2e11, 3e11, "240 G"),     # a factor of 1.5: round linear steps
+        (1e10, 1e11, "20 G"),      # one decade
+        (1e9, 1e15, "1 T"),        # six decades
+    ])
+    def test_flops_axis_labels_do_not_overlap(self, tmp_path, low, high, expect):
+        run = load_run(_run_over_flops(tmp_path / "r", low, high))
+        bins = difficulty_bins("none", [run])
+        figure = draw_static(all_series([run], bins), "flops", bins.facets())
+        for labels, minor in _x_tick_labels(figure):
+            texts = [text for text, _ in labels]
+            assert 2 <= len(labels) <= 6, texts
+            assert expect in texts
+            assert all(re.fullmatch(r"\d+(\.\d+)? [kMGTP]", text) for text in texts), texts
+            assert not any(minor), minor
+            boxes = sorted((box for _, box in labels), key=lambda box: box.x0)
+            for left, right in zip(boxes, boxes[1:], strict=False):
+                assert not left.overlaps(right) and right.x0 - left.x1 > 5, texts
+
+    def test_budget_axis_labels_are_a_few_integers(self, tmp_path):
+        budgets = tuple(2 ** k for k in range(13))  # 1 .. 4096: 13 powers of 2
+        run = load_run(_run_over_flops(tmp_path / "r", 1e9, 4e12, budgets))
+        bins = difficulty_bins("none", [run])
+        figure = draw_static(all_series([run], bins), "n", bins.facets())
+        [(labels, minor)] = _x_tick_labels(figure)
+        assert [text for text, _ in labels] == ["1", "8", "64", "512", "4096"]
+        assert not any(minor)
+        boxes = [box for _, box in labels]
+        assert not any(a.overlaps(b) for a, b in zip(boxes, boxes[1:], strict=False))
+        # the HTML figure labels as many: every third power of 2
+        layout = plotly_figure(all_series([run], bins), "n", bins.facets())["layout"]
+        assert layout["xaxis"]["dtick"] == pytest.approx(3 * 0.30103, rel=1e-4)
+
+    @pytest.mark.parametrize("factor", [1.5, 2, 3, 5, 10, 30, 100, 1e3, 1e4, 1e5, 1e6])
+    @pytest.mark.parametrize("low", [1e9, 1.5e11, 3.7e10, 6e11])
+    def test_locator_keeps_a_few_spread_ticks(self, factor, low):
+        import math
+
+        from ttscale.report.ticks import ReadableLogLocator
+
+        margin = factor ** 0.05  # matplotlib's default 5% margins on a log axis
+        view = (low / margin, low * factor * margin)
+        ticks = ReadableLogLocator().tick_values(*view)
+        assert 3 <= len(ticks) <= 6, ticks
+        assert all(view[0] <= tick <= view[1] for tick in ticks)
+        span = math.log(view[1] / view[0])
+        assert min(math.log(b / a) for a, b in zip(ticks, ticks[1:], strict=False)) >= span / 7
+
+    @pytest.mark.parametrize(("value", "label"), [
+        (2e10, "20 G"), (2e11, "200 G"), (2e12, "2 T"), (1.5e12, "1.5 T"), (1.25e11, "125 G"),
+        (1e15, "1 P"), (250, "250"), (1e3, "1 k"), (1e27, "$10^{27}$")])
+    def test_si_labels(self, value, label):
+        from ttscale.report.ticks import si_label
+
+        assert si_label(value) == label
 
 
 class TestCli:

@@ -3,6 +3,7 @@ and matplotlib files (PNG, SVG, PDF) for papers. Both draw the same series."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -33,6 +34,22 @@ def _rgba(color: str, alpha: float) -> str:
     return f"rgba({red},{green},{blue},{alpha})"
 
 
+# Log axes of the HTML figures, kept as readable as the static ones (ticks.py): at most ~4
+# labels on FLOPs ("200G"), plotly choosing them as the view zooms; no labels at the other
+# digits of a decade (plotly.js >= 3 reads minorloglabels, older ones ignore it).
+PLOTLY_FLOPS_AXIS = {"exponentformat": "SI", "nticks": 4, "minorloglabels": "none"}
+MAX_N_LABELS = 6
+
+
+def _plotly_n_axis(series: Sequence[Series]) -> dict:
+    """Budgets N at powers of 2, every ``stride``-th one so that at most ``MAX_N_LABELS``
+    are labelled (1, 8, 64, 512, 4096 rather than all 13)."""
+    budgets = [p.n for line in series for p in line.points if p.n > 0]
+    doublings = math.log2(max(budgets) / min(budgets)) if budgets else 0.0
+    stride = max(1, math.ceil((round(doublings) + 1) / MAX_N_LABELS))
+    return {"dtick": stride * math.log10(2), "tickformat": "d"}
+
+
 def plotly_figure(series: Sequence[Series], axis: str, facets: Sequence[str]) -> dict:
     """One figure, a column per difficulty facet; every line with its bootstrap band. Lines
     for other aggregations than the run's start hidden (click the legend to show them)."""
@@ -55,8 +72,7 @@ def plotly_figure(series: Sequence[Series], axis: str, facets: Sequence[str]) ->
             "type": "log", "title": {"text": X_AXES[axis]},
             "domain": [column * width + (gap / 2 if column else 0),
                        (column + 1) * width - (gap / 2 if column < len(facets) - 1 else 0)],
-            **({"dtick": 0.30102999566, "tickformat": "d"} if axis == "n" else
-               {"exponentformat": "SI"}),
+            **(_plotly_n_axis(series) if axis == "n" else PLOTLY_FLOPS_AXIS),
         }
         layout[f"yaxis{suffix}"] = {"range": [-0.02, 1.02], "tickformat": ".0%",
                                     "anchor": f"x{suffix}",
@@ -102,12 +118,15 @@ def plotly_figure(series: Sequence[Series], axis: str, facets: Sequence[str]) ->
     return {"data": traces, "layout": layout}
 
 
-def save_static(series: Sequence[Series], axis: str, facets: Sequence[str], path: Path) -> Path:
-    """The same curves as ``plotly_figure`` (the run's own aggregations) with matplotlib."""
+def draw_static(series: Sequence[Series], axis: str, facets: Sequence[str]):
+    """The same curves as ``plotly_figure`` (the run's own aggregations): a matplotlib figure,
+    to save (``save_static``) and close."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+
+    from ttscale.report.ticks import integer_label, readable_log_axis, si_label
 
     several_runs = len({line.run_id for line in series}) > 1
     colors = _colors(series)
@@ -132,17 +151,35 @@ def save_static(series: Sequence[Series], axis: str, facets: Sequence[str], path
                             [p.accuracy.high for p in points], color=color, alpha=0.12,
                             linewidth=0)
         ax.set_xscale("log", base=2 if axis == "n" else 10)
+        if axis == "n":
+            readable_log_axis(ax.xaxis, base=2, label=integer_label, integer=True)
+        else:
+            readable_log_axis(ax.xaxis, base=10, label=si_label)
         ax.set_title(f"{facet} problems")
         ax.set_xlabel(X_AXES[axis])
         ax.set_ylim(-0.02, 1.02)
         ax.grid(True, alpha=0.3)
+    drawn = [ax.get_xlim() for ax in axes[0] if ax.lines]
+    for ax in axes[0]:
+        if not ax.lines and drawn:  # no line in this facet: the others' range, not 1..10
+            ax.set_xlim(min(low for low, _ in drawn), max(high for _, high in drawn))
     axes[0][0].set_ylabel("accuracy")
     handles, labels = axes[0][0].get_legend_handles_labels()
     if handles:
         figure.legend(handles, labels, loc="lower center", ncol=min(4, len(labels)),
                       fontsize=8, frameon=False)
     figure.tight_layout(rect=(0, 0.08 + 0.04 * (len(labels) // 4), 1, 1))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path, dpi=150)
-    plt.close(figure)
+    return figure
+
+
+def save_static(series: Sequence[Series], axis: str, facets: Sequence[str], path: Path) -> Path:
+    """``draw_static``'s figure written to ``path`` (PNG, SVG or PDF by its suffix)."""
+    figure = draw_static(series, axis, facets)
+    import matplotlib.pyplot as plt  # after draw_static has chosen the Agg backend
+
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        figure.savefig(path, dpi=150)
+    finally:
+        plt.close(figure)
     return path
