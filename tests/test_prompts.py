@@ -24,6 +24,40 @@ class TestFewShot:
         assert chosen.delimiter == "\n\n"
 
 
+    def test_the_shipped_examples_vary_in_length(self):
+        # with two-step examples only, the embedded policy invented a second step for
+        # one-operation problems; the shots show one, two and three steps
+        shots = PromptFormat().text.split("Problem:")[1:-1]
+        steps = {shot.count("\nStep ") for shot in shots}
+        assert {1, 2, 3} <= steps
+        for shot in shots:
+            assert shot.rstrip().endswith("}.") and "The answer is \\boxed{" in shot
+
+    def test_a_users_fewshot_file_replaces_the_examples(self, tmp_path):
+        from ttscale.cli_common import prompt_format
+
+        path = tmp_path / "shots.txt"
+        path.write_text("Q: 1 + 1\nA: 2\n\nQ: {problem}\nA:", encoding="utf-8")
+        prompt = prompt_format(f"fewshot:{path}", None, None)
+        assert prompt.kind == "fewshot"
+        assert prompt.render(" 2 + 2 ") == "Q: 1 + 1\nA: 2\n\nQ: 2 + 2\nA:"
+        path.write_text("no placeholder", encoding="utf-8")
+        with pytest.raises(ConfigError, match="no {problem} placeholder"):
+            prompt_format(f"fewshot:{path}", None, None)
+        with pytest.raises(ConfigError, match="not found"):
+            prompt_format(f"fewshot:{tmp_path / 'missing.txt'}", None, None)
+
+    def test_a_run_made_with_other_examples_is_another_run(self):
+        from ttscale.engines.base import ModelInfo
+        from ttscale.runner import RunConfig, fingerprint
+
+        info = ModelInfo(name="m", parameters=1)
+        shipped = fingerprint(RunConfig(), info, PromptFormat())
+        other = fingerprint(RunConfig(), info, PromptFormat(fewshot="Q: {problem}\nA:"))
+        assert shipped["prompt"] != other["prompt"]
+        assert shipped == fingerprint(RunConfig(), info, PromptFormat())
+
+
 class TestChat:
     def test_chatml_renders_the_paper_system_prompt(self):
         template = resolve_chat_template("chatml", None)

@@ -61,8 +61,10 @@ BaseUrlOpt = Annotated[str | None, typer.Option(help="server URL for --engine op
                                                      "http://127.0.0.1:8000/v1")]
 ParamsOpt = Annotated[float | None, typer.Option(
     "--params", help="policy parameter count for FLOPs, when the server does not say (7e9)")]
-PromptOpt = Annotated[str, typer.Option(help="fewshot (plain few-shot, for small models) or "
-                                             "chat (the paper's system prompt + chat template)")]
+PromptOpt = Annotated[str, typer.Option(help="fewshot (plain few-shot, for small models), "
+                                             "fewshot:FILE (your own examples, {problem} "
+                                             "where the problem goes) or chat (the paper's "
+                                             "system prompt + chat template)")]
 TemplateOpt = Annotated[str | None, typer.Option(
     help="chat template: chatml, llama3 or a .jinja file (default: the model's own)")]
 
@@ -123,8 +125,10 @@ def scorer_options(device: str, dtype: str, http_format: str, trust: bool,
 
 
 def prompt_format(kind: str, template: str | None, policy):
-    from ttscale.prompts import PromptFormat, resolve_chat_template
+    from ttscale.prompts import PromptFormat, read_fewshot_file, resolve_chat_template
 
+    if kind.startswith("fewshot:"):
+        return PromptFormat(kind="fewshot", fewshot=read_fewshot_file(kind.split(":", 1)[1]))
     chat_template = None
     if kind == "chat":
         chat_template = resolve_chat_template(

@@ -6,7 +6,10 @@ Two formats:
   \\boxed{N}.``) that small base-like models follow; the embedded SmolLM2-135M needs it. Its
   steps are lines (delimiter ``"\\n"``): small models write one step per line whatever the
   shots show, and a solution that is one long "step" would turn step-level search into
-  Best-of-N.
+  Best-of-N. The shipped examples have one, two and three steps: a small policy copies the
+  examples' length, and with two-step examples only it invents a second step for a
+  one-operation problem. ``fewshot:FILE`` uses the user's own examples (a text file with
+  ``{problem}`` where the problem goes).
 * ``chat`` — the paper's math system prompt ("Please reason step by step, and put your final
   answer within \\boxed{}.") and the problem as the user turn, rendered with the model's chat
   template: the one in the GGUF file, a named template shipped here (``chatml``, ``llama3``)
@@ -49,6 +52,7 @@ class PromptFormat:
     kind: str = "fewshot"
     chat_template: str | None = None  # Jinja source, for kind == "chat"
     bos_token: str = ""
+    fewshot: str | None = None  # the few-shot text with {problem}; None: the shipped one
 
     def __post_init__(self) -> None:
         parse_choice("prompt format", self.kind, PROMPT_FORMATS)
@@ -58,6 +62,17 @@ class PromptFormat:
                 f"pass --chat-template with one of {', '.join(BUILTIN_TEMPLATES)} or a .jinja "
                 "file, or use --prompt fewshot"
             )
+        if self.fewshot is not None and "{problem}" not in self.fewshot:
+            raise ConfigError("the few-shot prompt has no {problem} placeholder: end it with "
+                              "'Problem: {problem}' and 'Solution:' lines as the shipped "
+                              "prompt_files/fewshot_math.txt does")
+
+    @property
+    def text(self) -> str:
+        """The template or few-shot text this format renders with (a run's identity)."""
+        if self.kind == "chat":
+            return self.chat_template or ""
+        return self.fewshot if self.fewshot is not None else prompt_file("fewshot_math.txt")
 
     @property
     def end_stops(self) -> tuple[str, ...]:
@@ -75,7 +90,7 @@ class PromptFormat:
 
     def render(self, problem: str) -> str:
         if self.kind == "fewshot":
-            return prompt_file("fewshot_math.txt").replace("{problem}", problem.strip())
+            return self.text.replace("{problem}", problem.strip())
         return render_chat(self.chat_template or "", [
             {"role": "system", "content": system_prompt()},
             {"role": "user", "content": problem.strip()},
@@ -90,6 +105,15 @@ def render_chat(template: str, messages: list[dict[str, str]], bos_token: str = 
     return environment.from_string(template).render(
         messages=messages, add_generation_prompt=True, bos_token=bos_token, eos_token=""
     )
+
+
+def read_fewshot_file(path: str) -> str:
+    """A user's few-shot prompt file (``--prompt fewshot:FILE``)."""
+    file = Path(path).expanduser()
+    if not file.is_file():
+        raise ConfigError(f"few-shot prompt file {path!r} not found: give a text file with "
+                          "{problem} where the problem goes")
+    return file.read_text(encoding="utf-8")
 
 
 def resolve_chat_template(choice: str | None, model_template: str | None) -> str | None:

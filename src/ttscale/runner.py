@@ -117,13 +117,12 @@ def fingerprint(config: RunConfig, info: ModelInfo, prompt: PromptFormat,
                 plan: Plan | None = None) -> dict:
     """What must not change between a run and its resumption: a record made under other
     settings would silently mix into the results."""
-    template = prompt.chat_template or ""
     identity = {
         "dataset": config.dataset.name,
         "scorer": config.scorer,
         "settings": asdict(config.settings),
         "prompt": {"kind": prompt.kind,
-                   "template_sha256": hashlib.sha256(template.encode()).hexdigest()},
+                   "template_sha256": hashlib.sha256(prompt.text.encode()).hexdigest()},
         "policy": {"name": info.name, "parameters": info.parameters,
                    **{k: v for k, v in info.extra.items() if k != "path"}},
     }
