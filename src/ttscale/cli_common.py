@@ -71,7 +71,9 @@ TemplateOpt = Annotated[str | None, typer.Option(
 
 PrmOpt = Annotated[str, typer.Option(
     "--prm", "--scorer",
-    help="step scorer: self (policy confidence), arith (exact arithmetic checker), agreement, "
+    help="step scorer: self (policy confidence), arith (exact arithmetic checker), grounded "
+         "(arithmetic, operands from the problem or earlier steps, progress, the answer "
+         "computed; use with --step-agg min), agreement, "
          "judge (the policy as a judge), FORMAT:PATH for a PRM checkpoint (qwen-prm, "
          "math-shepherd, rlhflow, skywork), http://HOST:PORT for a served PRM, or none. "
          "`ttscale prms` lists them")]

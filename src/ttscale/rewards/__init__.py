@@ -3,7 +3,8 @@
 A scorer is named by a spec string, as ``--prm`` takes it:
 
 * a model-free or policy-based scorer by name: ``self`` (the policy's own confidence),
-  ``arith`` (exact arithmetic checker), ``agreement``, ``judge`` (the policy as a judge);
+  ``arith`` (exact arithmetic checker), ``grounded`` (arithmetic, plus numbers traced to the
+  problem), ``agreement``, ``judge`` (the policy as a judge);
 * a PRM checkpoint as ``FORMAT:PATH`` — ``qwen-prm``, ``math-shepherd``, ``rlhflow``,
   ``skywork`` — with a local folder or a hub name;
 * a PRM behind a server as ``http://host:port`` (vLLM's pooling API);
@@ -41,6 +42,10 @@ CATALOGUE: tuple[ScorerEntry, ...] = (
     ScorerEntry("arithmetic", "ttscale.rewards.arithmetic:ArithmeticScorer", "model-free",
                 "equations written in a step checked exactly (no model); wrong arithmetic "
                 "scores low", aliases=("arith",)),
+    ScorerEntry("grounded", "ttscale.rewards.grounded:GroundedScorer", "model-free",
+                "equations checked (no model), each operand traced to the problem or an "
+                "earlier step; undone work and an answer unlike the last result score low",
+                aliases=("ground",)),
     ScorerEntry("agreement", "ttscale.rewards.outcome:AnswerAgreementScorer", "model-free",
                 "share of the sampled solutions that reach the same final answer"),
     ScorerEntry("judge", "ttscale.rewards.judge:LLMJudgeScorer", "policy",

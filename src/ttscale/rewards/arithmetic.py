@@ -14,6 +14,7 @@ from __future__ import annotations
 import ast
 import re
 from collections.abc import Sequence
+from dataclasses import dataclass
 from fractions import Fraction
 
 from ttscale.rewards.base import ScoreBatch
@@ -40,6 +41,7 @@ _BOUNDARY = re.compile(r"<<|>>|[;:\n]|\.(?!\d)|,(?!\d{3}\b)")
 _WORD = re.compile(r"[A-Za-z_'’]+\.?|%")
 _NUMBER = re.compile(r"^\s*-?\d+(?:\.\d+)?|^\s*-?\.\d+")
 _ARITHMETIC = re.compile(r"^[\d\s.+\-*/()]+$")
+_OPERAND = re.compile(r"\d+(?:\.\d+)?|\.\d+")
 
 
 class _NotArithmeticError(Exception):
@@ -127,11 +129,30 @@ def _agree(computed: Fraction, written: str) -> bool:
     return abs(computed - value) < tolerance and computed.denominator != 1
 
 
-def check_equations(text: str) -> tuple[int, int]:
-    """(equations checked, equations that hold) in ``text``."""
+@dataclass(frozen=True)
+class Equation:
+    """One checked equality: ``expression`` (the evaluated side, cleaned: ``3 * 60``), the
+    numbers written in it, its exact value, the result the text claims for it and whether
+    that claim holds. ``result`` is the number written after "=", or the value itself when
+    the right side is an equal expression of its own (``2 * 3 = 3 * 2 = 6``)."""
+
+    expression: str
+    operands: tuple[Fraction, ...]
+    value: Fraction
+    written: str
+    result: Fraction
+    holds: bool
+
+
+def _operands(expression: str) -> tuple[Fraction, ...]:
+    return tuple(Fraction(number) for number in _OPERAND.findall(expression))
+
+
+def find_equations(text: str) -> list[Equation]:
+    """The equations written in ``text`` that can be checked, in order."""
     for pattern, replacement in _LATEX:
         text = pattern.sub(replacement, text)
-    checked = correct = 0
+    equations: list[Equation] = []
     for claim in _BOUNDARY.split(text):
         if "=" not in claim or "==" in claim:
             continue
@@ -148,10 +169,23 @@ def check_equations(text: str) -> tuple[int, int]:
             value = evaluate(left)
             if value is None or not leading or not _has_operator(left):
                 continue
-            checked += 1
-            correct += _agree(value, leading) or (
-                _has_operator(whole) and evaluate(whole) == value)
-    return checked, correct
+            written = evaluate(leading)
+            assert written is not None  # _NUMBER only matches plain numbers
+            if _agree(value, leading):
+                holds, result = True, written
+            elif _has_operator(whole) and evaluate(whole) == value:
+                holds, result = True, value
+            else:
+                holds, result = False, written
+            equations.append(Equation(left, _operands(left), value, leading.strip(), result,
+                                      holds))
+    return equations
+
+
+def check_equations(text: str) -> tuple[int, int]:
+    """(equations checked, equations that hold) in ``text``."""
+    equations = find_equations(text)
+    return len(equations), sum(equation.holds for equation in equations)
 
 
 def score_step(text: str) -> float:
