@@ -19,27 +19,33 @@ COMMAND_LIMIT_S = 1800
 
 @pytest.mark.slow
 @pytest.mark.timeout(2400)  # past COMMAND_LIMIT_S: the demo's own limit fires first
-def test_demo_prints_the_table_and_saves_a_run(tmp_path):
+def test_demo_prints_a_table_per_level_and_what_they_show(tmp_path):
+    from ttscale.findings import findings_paragraph
+
     out = tmp_path / "demo"
-    result = subprocess.run([sys.executable, "-m", "ttscale.cli", "demo", "--limit", "2",
-                             "--out", str(out)], env=ENV, capture_output=True, text=True,
-                            timeout=COMMAND_LIMIT_S)
+    result = subprocess.run([sys.executable, "-m", "ttscale.cli", "demo", "--levels", "1,2",
+                             "--per-level", "1", "--n", "4", "--out", str(out)], env=ENV,
+                            capture_output=True, text=True, timeout=COMMAND_LIMIT_S)
     assert result.returncode == 0, result.stderr
-    for method in ("greedy", "majority", "bon", "beam", "dvts"):
-        assert f"│ {method}" in result.stdout
     records = read_records(out / "records.jsonl").records
     assert sorted({r["method"] for r in records}) == ["beam", "bon", "dvts", "greedy",
                                                        "majority"]
     assert len(records) == 2 * 5
-    # the verified searches use the PRM shipped for the embedded model
+    assert {r["problem_id"] for r in records} == {"ladder-test-L1-0001", "ladder-test-L2-0001"}
+    # the verified searches use the grounded checker, as the verifier benchmark chose
     assert {r["scorer"] for r in records if r["method"] in ("bon", "beam", "dvts")} == {
-        "ttscale-smollm2"}
-    # the printed accuracies are the records' accuracies
-    for method in ("greedy", "beam"):
-        rows = [r for r in records if r["method"] == method]
-        accuracy = sum(r["correct"] for r in rows) / len(rows)
-        line = next(line for line in result.stdout.splitlines() if f"│ {method} " in line)
-        assert f"{accuracy:.1%}" in line
+        "grounded"}
+    stdout = " ".join(result.stdout.split())  # rich wraps long lines
+    assert "ladder level 1: 1 operation" in stdout and "ladder level 2: 2 operations" in stdout
+    # the printed paragraph is the one the records give
+    assert findings_paragraph(records) in stdout
+    # each level's table holds that level's accuracies
+    for level in (1, 2):
+        table = result.stdout.split(f"ladder level {level}:")[1]
+        for method in ("greedy", "beam"):
+            row = next(r for r in records if r["method"] == method and r["level"] == level)
+            line = next(line for line in table.splitlines() if f"│ {method} " in line)
+            assert f"{float(row['correct']):.1%}" in line
     # and the run's report beside it, with the same five searches in its viewer
     assert f"report: {out / 'report.html'}" in result.stdout
     html = (out / "report.html").read_text()

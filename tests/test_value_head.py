@@ -424,13 +424,3 @@ def test_the_cli_refuses_test_sets_for_labels(tmp_path):
     result = CliRunner().invoke(app, ["prm", "label", "--dataset", "gsm8k", "--out",
                                       str(tmp_path)])
     assert result.exit_code == 2 and "test set" in result.output
-
-
-def test_the_demo_verifies_with_the_shipped_head_only_on_the_embedded_model():
-    from ttscale.cli import demo_scorer
-    from ttscale.rewards.value_head import MANIFEST_FILE, shipped_head_folder
-
-    assert demo_scorer("arith", None) == "arith"  # an explicit choice is kept
-    assert demo_scorer("auto", "/models/other.gguf") == "confidence"  # head would mismatch
-    assert (shipped_head_folder() / MANIFEST_FILE).exists()
-    assert demo_scorer("auto", None) == "ttscale-smollm2"

@@ -1,4 +1,5 @@
-"""The ``ttscale`` command line: run | report | plan | solve | serve | demo | prms | prm serve."""
+"""The ``ttscale`` command line: run | report | plan | solve | serve | demo | ladder | prms |
+prm serve."""
 
 from __future__ import annotations
 
@@ -101,6 +102,10 @@ def _print_summary(outcome, config, title: str) -> None:
 
     rows = summarize(outcome.records, config.jobs())
     out.print(render_table(rows, title))
+    _print_run_note(outcome)
+
+
+def _print_run_note(outcome) -> None:
     note = f"{outcome.new_records} new record(s) in {outcome.seconds:.1f} s"
     if outcome.policy_generated_tokens and outcome.seconds > 0:
         note += (f", {outcome.policy_generated_tokens} tokens generated "
@@ -265,45 +270,61 @@ def run(
     _print_summary(outcome, config, f"{dataset}: {model_name}, scorer {scorer}")
 
 
+DEMO_LEVELS = "1,2,3"
+DEMO_PER_LEVEL = 6
+DEMO_BUDGETS = "4,16"
+DEMO_SCORER = "grounded"  # the verifier benchmarks/verifier.py chose (benchmarks/results)
+DEMO_STEP_AGGREGATION = "min"
+DEMO_ANSWER_AGGREGATION = "prm_vote"
+
+
 @app.command()
 def demo(
-    limit: Annotated[int, typer.Option(help="GSM8K test problems")] = 8,
-    n: Annotated[int, typer.Option("--n", help="budget N for every method")] = 4,
-    width: Annotated[int, typer.Option(help="beam width M")] = 2,
+    levels: Annotated[str, typer.Option(help="ladder levels (operations per problem)")] =
+        DEMO_LEVELS,
+    per_level: Annotated[int, typer.Option(help="test problems per level")] = DEMO_PER_LEVEL,
+    n: Annotated[str, typer.Option("--n", help="budgets N of every method")] = DEMO_BUDGETS,
+    width: Annotated[int, typer.Option(help="beam width M")] = 4,
     out_dir: Annotated[Path, typer.Option("--out")] = Path("runs/demo"),
     model: ModelOpt = None,
     threads: ThreadsOpt = None,
     report: Annotated[bool, typer.Option(help="Write the run's HTML report beside it.")] = True,
     prm: Annotated[str, typer.Option(
-        help="the verifier of Best-of-N, beam search and DVTS; auto: the shipped "
-             "ttscale-smollm2 PRM on the embedded model, else the policy's confidence")
-    ] = "auto",
+        help="the verifier of Best-of-N, beam search and DVTS (default: the grounded "
+             "checker, the best measured on the embedded model)")] = DEMO_SCORER,
     verbose: bool = False,
 ) -> None:
     """The main job on the embedded model: greedy vs majority vote vs Best-of-N vs beam search
-    vs DVTS on a small GSM8K subset, as a table, a saved resumable run, and its HTML report
-    (curves, tables, every search tree)."""
+    vs DVTS on the difficulty ladder's test problems, at two budgets, a table per level and a
+    paragraph computed from the records; a saved resumable run and its HTML report (curves,
+    tables, every search tree)."""
     setup_logging(verbose)
     try:
+        from ttscale.ladder import parse_levels
         from ttscale.rewards import load_scorer
         from ttscale.runner import DatasetSelection, RunConfig
         from ttscale.search.context import SearchSettings
 
-        prm = demo_scorer(prm, model)
-
-        settings = SearchSettings(max_step_tokens=64, max_depth=10, max_solution_tokens=256,
-                                  width=width, seed=0)
-        config = RunConfig(dataset=DatasetSelection("gsm8k", limit=limit),
+        if per_level < 1:
+            raise ValueError(f"--per-level must be at least 1 (got {per_level})")
+        chosen_levels = parse_levels(levels)
+        ids = tuple(f"ladder-test-L{level}-{k:04d}" for level in chosen_levels
+                    for k in range(1, per_level + 1))
+        budgets = parse_ints(n, "--n")
+        settings = SearchSettings(max_step_tokens=64, max_depth=8, max_solution_tokens=256,
+                                  width=width, seed=0, step_aggregation=DEMO_STEP_AGGREGATION,
+                                  answer_aggregation=DEMO_ANSWER_AGGREGATION)
+        config = RunConfig(dataset=DatasetSelection("ladder", ids=ids),
                            methods=("greedy", "majority", "bon", "beam", "dvts"),
-                           budgets=(n,), scorer=prm, settings=settings)
+                           budgets=budgets, scorer=prm, settings=settings)
         policy = load_engine("llama.cpp", model, None, None, 16384, threads)
         chosen_prompt = prompt_format("fewshot", None, policy)
         outcome = _run_with_progress(config, policy, load_scorer(prm, policy=policy),
                                      out_dir, chosen_prompt)
     except (TTScaleError, ValueError) as error:
         fail(str(error))
-    _print_summary(outcome, config, f"ttscale demo: GSM8K test, first {limit} problems, "
-                                    f"{policy.info.name}, N={n}, M={width}, scorer {prm}")
+    _print_level_tables(outcome, config, f"{policy.info.name}, N = {n}, M = {width}, "
+                                         f"verifier {prm}")
     if report:
         from ttscale.report import build_report
 
@@ -315,16 +336,42 @@ def demo(
                   f"{files.html.with_name('report-files')})")
 
 
-def demo_scorer(choice: str, model: str | None) -> str:
-    """The demo's scorer: ``auto`` is the shipped PRM when it is installed and the policy is
-    the embedded model it was trained on, else the policy's confidence."""
-    if choice != "auto":
-        return choice
-    from ttscale.rewards.value_head import MANIFEST_FILE, SHIPPED_NAME, shipped_head_folder
+def _print_level_tables(outcome, config, title: str) -> None:
+    """One table per level, then what they show, from the run's records."""
+    from ttscale.findings import findings_paragraph, tables_by_level
+    from ttscale.summary import render_table
 
-    if model is None and (shipped_head_folder() / MANIFEST_FILE).exists():
-        return SHIPPED_NAME
-    return "confidence"
+    for level, rows in tables_by_level(outcome.records, config.jobs()).items():
+        operations = "operation" if level == 1 else "operations"
+        out.print(render_table(rows, f"ladder level {level}: {level} {operations} — {title}"))
+    out.print(findings_paragraph(outcome.records), highlight=False)
+    _print_run_note(outcome)
+
+
+@app.command("ladder")
+def ladder_command(
+    out_file: Annotated[Path, typer.Argument(help="the JSONL file to write")],
+    levels: Annotated[str, typer.Option(help="levels = operations per problem, e.g. 1-5 or "
+                                             "1,3")] = "1-5",
+    per_level: Annotated[int, typer.Option(help="problems per level")] = 100,
+    seed: Annotated[int, typer.Option(help="the same seed writes the same problems")] = 0,
+) -> None:
+    """Write difficulty-ladder word problems (1, 2, 3, … operations, every intermediate
+    quantity recorded) as a dataset for `ttscale run --dataset FILE`. Problems identical to
+    the built-in test split's are never written, so a file made for training stays apart
+    from it."""
+    from ttscale.datasets import load_dataset
+    from ttscale.ladder import generate, parse_levels, write_jsonl
+
+    try:
+        test_texts = [p.problem for p in load_dataset("ladder")]
+        problems = generate(parse_levels(levels), per_level, seed,
+                            prefix=f"ladder-s{seed}", exclude=test_texts)
+        write_jsonl(problems, out_file)
+    except (TTScaleError, ValueError, OSError) as error:
+        fail(str(error))
+    out.print(f"wrote {len(problems)} problems ({per_level} per level, levels {levels}, seed "
+              f"{seed}) to {out_file}", highlight=False)
 
 
 @app.command()
