@@ -329,7 +329,8 @@ def demo(
         from ttscale.report import build_report
 
         try:
-            files = build_report([out_dir], out_dir / "report.html", formats=("png",))
+            files = build_report([out_dir], out_dir / "report.html", formats=("png",),
+                                 bins="level")
         except TTScaleError as error:
             fail(f"the run finished but its report could not be written: {error}")
         out.print(f"report: {files.html} (open it in a browser; tables and figures in "

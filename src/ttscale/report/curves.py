@@ -90,7 +90,8 @@ def difficulty_bins(spec: str, runs: Sequence[RunData], source: RunData | None =
         levels = {r["problem_id"]: r.get("level") for run in runs for r in run.records}
         known = {pid: f"level {level}" for pid, level in levels.items() if level is not None}
         if not known:
-            raise ConfigError("--bins level needs problems with a level (MATH-500 has them); "
+            raise ConfigError("--bins level needs problems with a level (MATH-500 and the ladder "
+                              "have them); "
                               "use --bins absolute or --bins none for this dataset")
         names = tuple(sorted(set(known.values()), key=lambda name: int(name.split()[1])))
         return Bins("level", names, known, "the dataset's levels")
