@@ -132,7 +132,7 @@ def _print_run_note(outcome) -> None:
 
 @app.command()
 def run(
-    dataset: Annotated[str, typer.Option(help="math500, aime24, gsm8k, gsm8k_train, or a "
+    dataset: Annotated[str, typer.Option(help="math500, aime24, gsm8k, gsm8k_train, ladder, or a "
                                               "JSONL file with problem and answer fields")
                        ] = "gsm8k",
     method: Annotated[str, typer.Option(help="comma-separated: greedy, majority, bon, beam, "
@@ -157,7 +157,8 @@ def run(
     limit: Annotated[int | None, typer.Option(help="at most this many problems")] = None,
     offset: Annotated[int, typer.Option(help="skip this many problems first")] = 0,
     ids: Annotated[str | None, typer.Option(help="comma-separated problem ids")] = None,
-    levels: Annotated[str | None, typer.Option(help="MATH levels, e.g. 1,2")] = None,
+    levels: Annotated[str | None, typer.Option(
+        help="levels (MATH's 1-5, the ladder's operations), e.g. 1,2")] = None,
     shuffle_seed: Annotated[int | None, typer.Option(help="shuffle problems first")] = None,
     seed: Annotated[int, typer.Option(help="sampling seed")] = 0,
     temperature: float = 0.7,

@@ -86,13 +86,14 @@ def _load_models(invocation: dict):
 def calibrate(
     out_dir: Annotated[Path, typer.Option("--out", help="study folder: plan.json, and the runs "
                                                         "under runs/ (resumable)")],
-    dataset: Annotated[str, typer.Option(help="math500, aime24, gsm8k, gsm8k_train or a JSONL "
-                                              "file")] = "gsm8k",
+    dataset: Annotated[str, typer.Option(help="math500, aime24, gsm8k, gsm8k_train, ladder or "
+                                              "a JSONL file")] = "gsm8k",
     limit: Annotated[int | None, typer.Option(help="at most this many problems (both halves)")
                      ] = None,
     offset: int = 0,
     ids: Annotated[str | None, typer.Option(help="comma-separated problem ids")] = None,
-    levels: Annotated[str | None, typer.Option(help="MATH levels, e.g. 1,2")] = None,
+    levels: Annotated[str | None, typer.Option(
+        help="levels (MATH's 1-5, the ladder's operations), e.g. 1,2")] = None,
     methods: Annotated[str, typer.Option("--methods", "--method",
                                          help="methods to measure")] = "majority,bon,beam,dvts",
     n: Annotated[str, typer.Option("--n", help="budgets to calibrate")] = "4,16,64",
