@@ -123,8 +123,8 @@ def train(
     valid = manifest["validation"]
     out.print(f"head written to {out_dir} (use it with --prm value-head:{out_dir})\n"
               f"validation: {valid['steps']} steps of {valid['problems']} problems, AUROC "
-              f"{_f(valid['auroc_hard'])} (any rollout correct), {_f(valid['auroc_soft_at_half'])}"
-              f" (success rate >= 0.5); BCE {valid['bce']:.4f} vs {valid['bce_of_the_mean']:.4f}"
+              f"{_f(valid['auroc_hard'])} (hard labels), {_f(valid['auroc_soft_at_half'])}"
+              f" (soft labels >= 0.5); BCE {valid['bce']:.4f} vs {valid['bce_of_the_mean']:.4f}"
               f" for the mean label", highlight=False)
 
 
@@ -183,8 +183,8 @@ def _print_evaluation(result: dict) -> None:
     if "steps" in result:
         s = result["steps"]
         out.print(f"step level, {s['steps']} held-out steps of {s['problems']} problems: "
-                  f"AUROC {_f(s['auroc_hard'])} (any rollout correct), "
-                  f"{_f(s['auroc_soft_at_half'])} (success rate >= 0.5), "
+                  f"AUROC {_f(s['auroc_hard'])} (hard labels), "
+                  f"{_f(s['auroc_soft_at_half'])} (soft labels >= 0.5), "
                   f"{_f(s['auroc_last_step_correct'])} (last steps: answer correct)",
                   highlight=False)
     if "search" in result:
