@@ -129,3 +129,16 @@ def test_quantities_in_a_user_file_are_read_and_bad_ones_reported(tmp_path):
     assert [p.quantities for p in dataset] == [("2", "3")]
     assert [row.line for row in dataset.skipped] == [2, 3]
     assert "quantities" in dataset.skipped[0].reason
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--levels", "7"], "test split has levels 1-6"),
+    (["--levels", "1,2", "--per-level", "3,4,5"], "one per level (2)"),
+    (["--per-level", "101"], "from 1 to 100"),
+    (["--per-level", "0"], "from 1 to 100"),
+])
+def test_the_demo_refuses_problems_the_test_split_does_not_have(args, message, tmp_path):
+    result = CliRunner().invoke(app, ["demo", *args, "--out", str(tmp_path / "demo")])
+    assert result.exit_code != 0
+    assert message in " ".join(result.output.split())
+    assert not (tmp_path / "demo").exists()  # refused before any model loads

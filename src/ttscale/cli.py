@@ -272,7 +272,7 @@ def run(
 
 
 DEMO_LEVELS = "1,2,3"
-DEMO_PER_LEVEL = 6
+DEMO_PER_LEVEL = "12,6,6"
 DEMO_BUDGETS = "4,16"
 DEMO_SCORER = "grounded"  # the verifier benchmarks/verifier.py chose (benchmarks/results)
 DEMO_STEP_AGGREGATION = "min"
@@ -283,7 +283,8 @@ DEMO_ANSWER_AGGREGATION = "prm_vote"
 def demo(
     levels: Annotated[str, typer.Option(help="ladder levels (operations per problem)")] =
         DEMO_LEVELS,
-    per_level: Annotated[int, typer.Option(help="test problems per level")] = DEMO_PER_LEVEL,
+    per_level: Annotated[str, typer.Option(
+        help="test problems per level: one count, or one per level")] = DEMO_PER_LEVEL,
     n: Annotated[str, typer.Option("--n", help="budgets N of every method")] = DEMO_BUDGETS,
     width: Annotated[int, typer.Option(help="beam width M")] = 4,
     out_dir: Annotated[Path, typer.Option("--out")] = Path("runs/demo"),
@@ -301,16 +302,26 @@ def demo(
     tables, every search tree)."""
     setup_logging(verbose)
     try:
-        from ttscale.ladder import parse_levels
+        from ttscale.ladder import SHIPPED_LEVELS, SHIPPED_PER_LEVEL, parse_levels
         from ttscale.rewards import load_scorer
         from ttscale.runner import DatasetSelection, RunConfig
         from ttscale.search.context import SearchSettings
 
-        if per_level < 1:
-            raise ValueError(f"--per-level must be at least 1 (got {per_level})")
         chosen_levels = parse_levels(levels)
-        ids = tuple(f"ladder-test-L{level}-{k:04d}" for level in chosen_levels
-                    for k in range(1, per_level + 1))
+        if not set(chosen_levels) <= set(SHIPPED_LEVELS):
+            raise ValueError(f"the ladder's test split has levels {SHIPPED_LEVELS[0]}-"
+                             f"{SHIPPED_LEVELS[-1]}; got --levels {levels}")
+        counts = parse_ints(per_level, "--per-level")
+        if len(counts) == 1:
+            counts = counts * len(chosen_levels)
+        most = SHIPPED_PER_LEVEL["ladder_test"]
+        if len(counts) != len(chosen_levels) or not all(1 <= c <= most for c in counts):
+            raise ValueError(f"--per-level takes one count from 1 to {most} (the test "
+                             f"split's problems per level) or one per level "
+                             f"({len(chosen_levels)}); got {per_level}")
+        ids = tuple(f"ladder-test-L{level}-{k:04d}"
+                    for level, count in zip(chosen_levels, counts, strict=True)
+                    for k in range(1, count + 1))
         budgets = parse_ints(n, "--n")
         settings = SearchSettings(max_step_tokens=64, max_depth=8, max_solution_tokens=256,
                                   width=width, seed=0, step_aggregation=DEMO_STEP_AGGREGATION,
