@@ -65,3 +65,11 @@ def test_registered_as_a_pointwise_model_free_scorer():
     assert scorer.pointwise and scorer.parameters == 0
     batch = asyncio.run(scorer.score("p", [[Step("2 + 2 = 4"), Step("4 * 3 = 11")]]))
     assert batch.scores == [[1.0, 0.0]]
+
+
+def test_a_result_written_with_leading_zeros_is_checked_not_a_crash():
+    # Python's parser refuses "060"; the model writes it now and then
+    assert check_equations("He has 5 * 12 = 060 pens.") == (1, 1)
+    assert check_equations("He has 5 * 12 = 061 pens.") == (1, 0)
+    assert check_equations("Then 007 + 3 = 10.") == (1, 1)
+    assert evaluate("10.05 + 0.5") == Fraction("10.55")

@@ -40,6 +40,7 @@ _LATEX = [
 _BOUNDARY = re.compile(r"<<|>>|[;:\n]|\.(?!\d)|,(?!\d{3}\b)")
 _WORD = re.compile(r"[A-Za-z_'’]+\.?|%")
 _NUMBER = re.compile(r"^\s*-?\d+(?:\.\d+)?|^\s*-?\.\d+")
+_LEADING_ZEROS = re.compile(r"(?<![\d.])0+(?=\d)")
 _ARITHMETIC = re.compile(r"^[\d\s.+\-*/()]+$")
 _OPERAND = re.compile(r"\d+(?:\.\d+)?|\.\d+")
 
@@ -87,6 +88,7 @@ def evaluate(expression: str) -> Fraction | None:
     expression = expression.strip()
     if not expression or not _ARITHMETIC.match(expression.replace("**", "*")):
         return None
+    expression = _LEADING_ZEROS.sub("", expression)  # "007" is 7, not a syntax error
     try:
         return _evaluate(ast.parse(expression, mode="eval"))
     except (SyntaxError, _NotArithmeticError, ValueError, ZeroDivisionError, OverflowError,
@@ -118,8 +120,17 @@ def _decimals(written: str) -> int:
     return len(written.split(".", 1)[1]) if "." in written else 0
 
 
+def written_number(text: str) -> Fraction | None:
+    """A plain written number (``12``, ``-0.5``, ``.5``, and ``060``, which Python's parser
+    refuses) as an exact fraction."""
+    try:
+        return Fraction(text.strip())
+    except (ValueError, ZeroDivisionError):
+        return None
+
+
 def _agree(computed: Fraction, written: str) -> bool:
-    value = evaluate(written)
+    value = written_number(written)
     if value is None:
         return True  # nothing to compare with
     if computed == value:
@@ -169,8 +180,9 @@ def find_equations(text: str) -> list[Equation]:
             value = evaluate(left)
             if value is None or not leading or not _has_operator(left):
                 continue
-            written = evaluate(leading)
-            assert written is not None  # _NUMBER only matches plain numbers
+            written = written_number(leading)
+            if written is None:
+                continue
             if _agree(value, leading):
                 holds, result = True, written
             elif _has_operator(whole) and evaluate(whole) == value:
