@@ -272,11 +272,13 @@ def run(
 
 
 DEMO_LEVELS = "1,2,3"
-DEMO_PER_LEVEL = "12,6,6"
+DEMO_PER_LEVEL = "10,2,2"
 DEMO_BUDGETS = "4,16"
 DEMO_SCORER = "grounded"  # the verifier benchmarks/verifier.py chose (benchmarks/results)
 DEMO_STEP_AGGREGATION = "min"
 DEMO_ANSWER_AGGREGATION = "prm_vote"
+DEMO_PARALLEL = 16  # every problem at once: fuller batches
+DEMO_CONTEXT = 32768  # KV cells for every problem in flight, its samples sharing the prompt
 
 
 @app.command()
@@ -290,6 +292,9 @@ def demo(
     out_dir: Annotated[Path, typer.Option("--out")] = Path("runs/demo"),
     model: ModelOpt = None,
     threads: ThreadsOpt = None,
+    parallel: Annotated[int, typer.Option(
+        help="problems searched at once (their samples share the engine's batches)")] =
+        DEMO_PARALLEL,
     report: Annotated[bool, typer.Option(help="Write the run's HTML report beside it.")] = True,
     prm: Annotated[str, typer.Option(
         help="the verifier of Best-of-N, beam search and DVTS (default: the grounded "
@@ -323,16 +328,18 @@ def demo(
                     for level, count in zip(chosen_levels, counts, strict=True)
                     for k in range(1, count + 1))
         budgets = parse_ints(n, "--n")
-        settings = SearchSettings(max_step_tokens=64, max_depth=8, max_solution_tokens=256,
+        settings = SearchSettings(max_step_tokens=48, max_depth=8, max_solution_tokens=192,
                                   width=width, seed=0, step_aggregation=DEMO_STEP_AGGREGATION,
                                   answer_aggregation=DEMO_ANSWER_AGGREGATION)
         config = RunConfig(dataset=DatasetSelection("ladder", ids=ids),
                            methods=("greedy", "majority", "bon", "beam", "dvts"),
                            budgets=budgets, scorer=prm, settings=settings)
-        policy = load_engine("llama.cpp", model, None, None, 16384, threads)
+        if parallel < 1:
+            raise ValueError(f"--parallel must be at least 1 (got {parallel})")
+        policy = load_engine("llama.cpp", model, None, None, DEMO_CONTEXT, threads)
         chosen_prompt = prompt_format("fewshot", None, policy)
         outcome = _run_with_progress(config, policy, load_scorer(prm, policy=policy),
-                                     out_dir, chosen_prompt)
+                                     out_dir, chosen_prompt, parallel=parallel)
     except (TTScaleError, ValueError) as error:
         fail(str(error))
     _print_level_tables(outcome, config, f"{policy.info.name}, N = {n}, M = {width}, "
