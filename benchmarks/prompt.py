@@ -69,7 +69,7 @@ def main() -> None:
             entry[method] = {"problems": len(shared),
                              "two_step": sum(before[p] for p in shared) / len(shared),
                              "shipped": sum(after[p] for p in shared) / len(shared),
-                             "diff": diff.estimate, "diff_low": diff.low,
+                             "diff": diff.value, "diff_low": diff.low,
                              "diff_high": diff.high}
     result["seconds"] = time.perf_counter() - started
     RESULTS.mkdir(exist_ok=True)

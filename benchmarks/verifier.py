@@ -52,7 +52,9 @@ LEVELS = (1, 2, 3)
 BUDGETS = (8, 16)
 CHOICE_PER_LEVEL = 33  # problems 1-33 of each level choose; the rest of the level reports
 STEP_AGGREGATIONS = ("min", "prod", "last", "mean")
-ANSWER_AGGREGATIONS = {"prm_max": "bon", "prm_vote": "weighted vote"}
+# both are ttscale's bon method; its answer aggregation differs
+ANSWER_AGGREGATIONS = {"prm_max": "Best-of-N, highest score", "prm_vote": "Best-of-N, "
+                       "weighted vote"}
 POOL_SETTINGS = ["--max-step-tokens", "64", "--max-depth", "8", "--max-solution-tokens", "256"]
 SHIPPED_HEAD = "ttscale-smollm2"
 
@@ -171,7 +173,7 @@ def pass_at(pools, n: int, ids: Sequence[str], keep: Callable[[str, Candidate], 
 
 def estimate(values: Sequence[float]) -> dict:
     e = bootstrap_mean(values)
-    return {"mean": e.estimate, "low": e.low, "high": e.high}
+    return {"mean": e.value, "low": e.low, "high": e.high}
 
 
 def pct(value: float) -> str:
@@ -188,7 +190,7 @@ def signed(low: float, mean: float, high: float) -> str:
 
 def rule_name(rule: Rule) -> str:
     verifier, step_agg, answer_agg = rule
-    return f"{ANSWER_AGGREGATIONS[answer_agg]} + {verifier} ({step_agg})"
+    return f"{ANSWER_AGGREGATIONS[answer_agg]}, {verifier} ({step_agg} of steps)"
 
 
 # --------------------------------------------------------------------------------------------
@@ -308,10 +310,11 @@ def main() -> None:
         majority = correct_by_majority(pools, n, report)
         diff = paired_difference(mine, majority)
         result["budgets"][str(n)] = {
-            "method": ANSWER_AGGREGATIONS[chosen[2]], "verifier": chosen[0],
+            "method": "bon", "answer_aggregation": chosen[2],
+            "step_aggregation": chosen[1], "verifier": chosen[0],
             "accuracy": sum(mine) / len(mine), "accuracy_interval": estimate(mine),
             "majority": sum(majority) / len(majority), "majority_interval": estimate(majority),
-            "diff": diff.estimate, "diff_low": diff.low, "diff_high": diff.high,
+            "diff": diff.value, "diff_low": diff.low, "diff_high": diff.high,
             "problems": len(report),
             "pass_at_n": sum(pass_at(pools, n, report, lambda _, c: c.correct)) / len(report),
             "genuine_pass_at_n": sum(pass_at(pools, n, report, genuine_keep)) / len(report),
@@ -322,7 +325,7 @@ def main() -> None:
             hits = [float(online_records[(method, n)].get(pid, False)) for pid in report]
             d = paired_difference(hits, majority)
             result["online"][f"{method}@{n}"] = {
-                "accuracy": sum(hits) / len(hits), "diff": d.estimate, "diff_low": d.low,
+                "accuracy": sum(hits) / len(hits), "diff": d.value, "diff_low": d.low,
                 "diff_high": d.high, "problems": len(report)}
         for level in LEVELS:
             ids = [pid for pid in report if problems[pid].level == level]
@@ -339,7 +342,7 @@ def main() -> None:
         majority = correct_by_majority(pools, n, gsm_ids)
         diff = paired_difference(mine, majority)
         gsm[str(n)] = {"accuracy": sum(mine) / len(mine), "majority": sum(majority) / len(mine),
-                       "diff": diff.estimate, "diff_low": diff.low, "diff_high": diff.high,
+                       "diff": diff.value, "diff_low": diff.low, "diff_high": diff.high,
                        "pass_at_n": sum(pass_at(pools, n, gsm_ids, lambda _, c: c.correct))
                        / len(gsm_ids), "problems": len(gsm_ids)}
     result["gsm8k_two_step"] = gsm
