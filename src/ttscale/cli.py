@@ -272,8 +272,9 @@ def run(
 
 
 DEMO_LEVELS = "1,2,3"
-DEMO_PER_LEVEL = "10,2,2"
-DEMO_BUDGETS = "4,16"
+DEMO_PER_LEVEL = "10,1,1"
+DEMO_BUDGETS = "4,16"  # majority vote and Best-of-N: one pool of 16 answers both
+DEMO_TREE_BUDGETS = "4,8"  # beam search and DVTS: their cost grows with the tree
 DEMO_SCORER = "grounded"  # the verifier benchmarks/verifier.py chose (benchmarks/results)
 DEMO_STEP_AGGREGATION = "min"
 DEMO_ANSWER_AGGREGATION = "prm_vote"
@@ -287,7 +288,10 @@ def demo(
         DEMO_LEVELS,
     per_level: Annotated[str, typer.Option(
         help="test problems per level: one count, or one per level")] = DEMO_PER_LEVEL,
-    n: Annotated[str, typer.Option("--n", help="budgets N of every method")] = DEMO_BUDGETS,
+    n: Annotated[str, typer.Option("--n", help="budgets N of majority vote and Best-of-N")] =
+        DEMO_BUDGETS,
+    tree_n: Annotated[str, typer.Option("--tree-n", help="budgets N of beam search and DVTS")] =
+        DEMO_TREE_BUDGETS,
     width: Annotated[int, typer.Option(help="beam width M")] = 4,
     out_dir: Annotated[Path, typer.Option("--out")] = Path("runs/demo"),
     model: ModelOpt = None,
@@ -327,13 +331,14 @@ def demo(
         ids = tuple(f"ladder-test-L{level}-{k:04d}"
                     for level, count in zip(chosen_levels, counts, strict=True)
                     for k in range(1, count + 1))
-        budgets = parse_ints(n, "--n")
-        settings = SearchSettings(max_step_tokens=48, max_depth=8, max_solution_tokens=192,
+        budgets, tree_budgets = parse_ints(n, "--n"), parse_ints(tree_n, "--tree-n")
+        settings = SearchSettings(max_step_tokens=48, max_depth=6, max_solution_tokens=192,
                                   width=width, seed=0, step_aggregation=DEMO_STEP_AGGREGATION,
                                   answer_aggregation=DEMO_ANSWER_AGGREGATION)
         config = RunConfig(dataset=DatasetSelection("ladder", ids=ids),
                            methods=("greedy", "majority", "bon", "beam", "dvts"),
-                           budgets=budgets, scorer=prm, settings=settings)
+                           budgets=budgets, scorer=prm, settings=settings,
+                           method_budgets=(("beam", tree_budgets), ("dvts", tree_budgets)))
         if parallel < 1:
             raise ValueError(f"--parallel must be at least 1 (got {parallel})")
         policy = load_engine("llama.cpp", model, None, None, DEMO_CONTEXT, threads)
@@ -342,8 +347,7 @@ def demo(
                                      out_dir, chosen_prompt, parallel=parallel)
     except (TTScaleError, ValueError) as error:
         fail(str(error))
-    _print_level_tables(outcome, config, f"{policy.info.name}, N = {n}, M = {width}, "
-                                         f"verifier {prm}")
+    _print_level_tables(outcome, config, f"{policy.info.name}, verifier {prm}, M = {width}")
     if report:
         from ttscale.report import build_report
 
