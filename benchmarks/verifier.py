@@ -13,9 +13,11 @@ measured on another slice that played no part in the choice.
 3. Each verifier × step aggregation (min, prod, last, mean) × answer aggregation (``prm_max`` =
    Best-of-N, ``prm_vote`` = weighted vote) picks an answer from the first N = 8 and all 16
    solutions. The choice slice (problems 1-33 of each level) chooses the verifier and its
-   aggregation by mean accuracy over both budgets; the report slice (problems 34-100 of each
-   level, 201 problems) measures it against majority vote over the same solutions, with the
-   paired difference's 95 % bootstrap interval. Raw pass@N sits beside genuine pass@N (a
+   aggregation by mean accuracy over both budgets, among the model-free verifiers (the
+   shipped one must fit the demo's five minutes on two cores; heads are measured beside);
+   the report slice (problems 34-100 of each level, 201 problems) measures it against
+   majority vote over the same solutions, with the paired difference's 95 % bootstrap
+   interval. Raw pass@N sits beside genuine pass@N (a
    solution whose every step is right by the ladder's recorded quantities).
 4. With ``--searches beam,dvts`` the chosen verifier also drives beam search and DVTS on the
    report slice (``ttscale run``, resumable).
@@ -57,6 +59,7 @@ ANSWER_AGGREGATIONS = {"prm_max": "Best-of-N, highest score", "prm_vote": "Best-
                        "weighted vote"}
 POOL_SETTINGS = ["--max-step-tokens", "64", "--max-depth", "8", "--max-solution-tokens", "256"]
 SHIPPED_HEAD = "ttscale-smollm2"
+MODEL_FREE = ("arithmetic", "grounded")
 
 
 def ttscale(*args: str) -> None:
@@ -265,11 +268,15 @@ def main() -> None:
         accuracy = {str(n): sum(correct_by_rule(pools, scores, rule, n, choice)) / len(choice)
                     for n in BUDGETS}
         choice_table.append({"rule": rule_name(rule), "verifier": rule[0],
+                             "model_free": rule[0] in MODEL_FREE,
                              "step_aggregation": rule[1], "answer_aggregation": rule[2],
                              "accuracy": accuracy})
     majority_choice = {str(n): sum(correct_by_majority(pools, n, choice)) / len(choice)
                        for n in BUDGETS}
-    best = max(range(len(rules)), key=lambda i: (
+    # the shipped verifier runs in the demo's five minutes on two cores: a value head reads
+    # every candidate's whole text with the policy model, about doubling the demo's compute,
+    # so heads are measured beside the model-free verifiers but only these can be chosen
+    best = max((i for i in range(len(rules)) if rules[i][0] in MODEL_FREE), key=lambda i: (
         sum(choice_table[i]["accuracy"].values()), -i))
     chosen = rules[best]
     print(f"chosen on {len(choice)} choice problems: {rule_name(chosen)}", flush=True)
@@ -364,10 +371,10 @@ def markdown(result: dict) -> str:
         f"{result['prompt']} prompt, 16 solutions per problem sampled once "
         "(temperature 0.7, steps ≤ 64 tokens); N = 8 uses the first 8.",
         "",
-        f"**Chosen verifier**: {chosen['rule']} — chosen on {result['choice_problems']} "
-        "problems (1-33 of each level 1-3 of the ladder's test split) by mean accuracy over "
-        "N = 8 and 16; measured below on the other problems of those levels, which played no "
-        "part in the choice or in training any head.",
+        f"**Chosen verifier**: {chosen['rule']} — chosen among the model-free verifiers on "
+        f"{result['choice_problems']} problems (1-33 of each level 1-3 of the ladder's test "
+        "split) by mean accuracy over N = 8 and 16; measured below on the other problems of "
+        "those levels, which played no part in the choice or in training any head.",
         "",
         "## Held-out ladder problems, levels 1-3",
         "",
@@ -418,8 +425,12 @@ def markdown(result: dict) -> str:
               f"{pct(result['choice_majority']['16'])}.", "",
               "| rule | N = 8 | N = 16 |", "|---|---|---|"]
     for row in sorted(result["choice"], key=lambda r: -sum(r["accuracy"].values())):
-        lines.append(f"| {row['rule']} | {pct(row['accuracy']['8'])} | "
+        mark = "" if row["model_free"] else " †"
+        lines.append(f"| {row['rule']}{mark} | {pct(row['accuracy']['8'])} | "
                      f"{pct(row['accuracy']['16'])} |")
+    lines += ["", "† reads every candidate with the policy model (a value head): measured here, "
+                  "not eligible to ship, since the demo's five minutes on two cores leave no "
+                  "room for a second pass over every candidate."]
     lines += ["", f"Benchmark time: {result['seconds'] / 60:.1f} min (pools resumed from "
                   "disk are not re-sampled)."]
     return "\n".join(lines) + "\n"
