@@ -24,8 +24,8 @@ def test_demo_prints_a_table_per_level_and_what_they_show(tmp_path):
 
     out = tmp_path / "demo"
     result = subprocess.run([sys.executable, "-m", "ttscale.cli", "demo", "--levels", "1,2",
-                             "--per-level", "1", "--n", "4", "--tree-n", "4", "--out", str(out)], env=ENV,
-                            capture_output=True, text=True, timeout=COMMAND_LIMIT_S)
+                             "--per-level", "1", "--n", "4", "--tree-n", "4", "--out", str(out)],
+                            env=ENV, capture_output=True, text=True, timeout=COMMAND_LIMIT_S)
     assert result.returncode == 0, result.stderr
     records = read_records(out / "records.jsonl").records
     assert sorted({r["method"] for r in records}) == ["beam", "bon", "dvts", "greedy",
