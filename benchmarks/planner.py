@@ -26,7 +26,7 @@ RESULTS = Path(__file__).parent / "results"
 
 
 def ttscale(*args: str) -> None:
-    command = [sys.executable, "-m", "ttscale.cli", *args]
+    command = [sys.executable, "-m", "ttscale.cli.main", *args]
     print("$ ttscale " + " ".join(args), flush=True)
     subprocess.run(command, check=True)
 

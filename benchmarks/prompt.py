@@ -19,8 +19,8 @@ import time
 from pathlib import Path
 
 from ttscale.datasets import load_dataset
-from ttscale.planner.stats import paired_difference
 from ttscale.records import read_records
+from ttscale.stats import paired_difference
 
 RESULTS = Path(__file__).parent / "results"
 PROMPTS = {"two-step": f"fewshot:{Path(__file__).parent / 'prompts' / 'fewshot_two_step.txt'}",
@@ -31,7 +31,7 @@ SETTINGS = ["--method", "greedy,majority", "--n", "8", "--max-step-tokens", "64"
 
 def ttscale(*args: str) -> None:
     print("$ ttscale " + " ".join(args), flush=True)
-    subprocess.run([sys.executable, "-m", "ttscale.cli", "run", *args], check=True)
+    subprocess.run([sys.executable, "-m", "ttscale.cli.main", "run", *args], check=True)
 
 
 def hits(folder: Path, method: str) -> dict[str, float]:

@@ -23,13 +23,13 @@ from pathlib import Path
 
 import ray
 
-from ttscale.distributed import RayCluster, WorkerSpec, run_on_ray
 from ttscale.engines import EngineSpec
 from ttscale.engines.llama_cpp import LlamaCppEngine
 from ttscale.prompts import PromptFormat
 from ttscale.rewards import ScorerOptions, load_scorer
-from ttscale.runner import DatasetSelection, RunConfig, run
-from ttscale.search.context import SearchSettings
+from ttscale.run.distributed import RayCluster, WorkerSpec, run_on_ray
+from ttscale.run.runner import DatasetSelection, RunConfig, run
+from ttscale.settings import SearchSettings
 
 RESULTS = Path(__file__).parent / "results" / "ray_scale.json"
 

@@ -49,7 +49,7 @@ def metrics(root: str) -> dict[str, float]:
 def one_server(args, max_running: int, log_dir: Path) -> dict:
     port = free_port()
     root = f"http://127.0.0.1:{port}"
-    command = [sys.executable, "-m", "ttscale.cli", "serve", "--port", str(port),
+    command = [sys.executable, "-m", "ttscale.cli.main", "serve", "--port", str(port),
                "--threads", str(args.threads), "--n-ctx", str(args.n_ctx),
                "--max-running", str(max_running), "--max-waiting", str(args.max_waiting),
                "--log-level", "warning"]

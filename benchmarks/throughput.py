@@ -33,8 +33,8 @@ from pathlib import Path
 from ttscale.engines.llama_cpp import LlamaCppEngine
 from ttscale.prompts import PromptFormat
 from ttscale.rewards import load_scorer
-from ttscale.runner import DatasetSelection, RunConfig, run
-from ttscale.search.context import SearchSettings
+from ttscale.run.runner import DatasetSelection, RunConfig, run
+from ttscale.settings import SearchSettings
 
 RESULTS = Path(__file__).parent / "results" / "throughput.json"
 

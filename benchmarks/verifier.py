@@ -43,10 +43,10 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from ttscale.datasets import Problem, load_dataset
-from ttscale.planner.stats import bootstrap_mean, paired_difference
+from ttscale.prm_training.step_truth import genuine
 from ttscale.records import read_records
 from ttscale.search.aggregate import aggregate_step_scores, select_answer
-from ttscale.step_truth import genuine
+from ttscale.stats import bootstrap_mean, paired_difference
 from ttscale.steps import Step
 
 RESULTS = Path(__file__).parent / "results"
@@ -64,7 +64,7 @@ MODEL_FREE = ("arithmetic", "grounded")
 
 def ttscale(*args: str) -> None:
     print("$ ttscale " + " ".join(args), flush=True)
-    subprocess.run([sys.executable, "-m", "ttscale.cli", *args], check=True)
+    subprocess.run([sys.executable, "-m", "ttscale.cli.main", *args], check=True)
 
 
 def pool(run_dir: Path, dataset: str, selection: Sequence[str], threads: list[str]) -> Path:

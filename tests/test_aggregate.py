@@ -7,12 +7,12 @@ import math
 
 import pytest
 
-from ttscale.evaluation import choose
 from ttscale.rewards.confidence import PolicyConfidenceScorer, step_confidence
 from ttscale.rewards.outcome import AnswerAgreementScorer
 from ttscale.search.aggregate import (
     ANSWER_AGGREGATIONS,
     aggregate_step_scores,
+    choose,
     group_answers,
     select_answer,
 )

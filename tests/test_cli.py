@@ -8,7 +8,7 @@ import socket
 import pytest
 from typer.testing import CliRunner
 
-from ttscale.cli import app
+from ttscale.cli.main import app
 
 runner = CliRunner()
 

@@ -76,9 +76,9 @@ def test_only_the_training_split_is_warned_about_in_runs_and_given_to_labels(nam
     # results on a training split must not pass for test results, and PRM labels must never
     # come from a test set: both rest on telling the splits apart
     from ttscale.prm_training.labels import check_training_split
-    from ttscale.runner import DatasetSelection
+    from ttscale.run.runner import DatasetSelection
 
-    with caplog.at_level(logging.WARNING, logger="ttscale.runner"):
+    with caplog.at_level(logging.WARNING, logger="ttscale.run.runner"):
         DatasetSelection(name, limit=1).load()
     warned = "is a training split" in caplog.text
     if name in ("gsm8k_train", "ladder_train"):

@@ -20,10 +20,10 @@ COMMAND_LIMIT_S = 1800
 @pytest.mark.slow
 @pytest.mark.timeout(2400)  # past COMMAND_LIMIT_S: the demo's own limit fires first
 def test_demo_prints_a_table_per_level_and_what_they_show(tmp_path):
-    from ttscale.findings import findings_paragraph
+    from ttscale.report.findings import findings_paragraph
 
     out = tmp_path / "demo"
-    result = subprocess.run([sys.executable, "-m", "ttscale.cli", "demo", "--levels", "1,2",
+    result = subprocess.run([sys.executable, "-m", "ttscale.cli.main", "demo", "--levels", "1,2",
                              "--per-level", "1", "--n", "4", "--tree-n", "4", "--out", str(out)],
                             env=ENV, capture_output=True, text=True, timeout=COMMAND_LIMIT_S)
     assert result.returncode == 0, result.stderr
@@ -57,7 +57,7 @@ def test_demo_prints_a_table_per_level_and_what_they_show(tmp_path):
 @pytest.mark.slow
 def test_solve_json_gives_answer_and_steps():
     result = subprocess.run(
-        [sys.executable, "-m", "ttscale.cli", "solve", "Tom has 3 boxes with 8 pencils in "
+        [sys.executable, "-m", "ttscale.cli.main", "solve", "Tom has 3 boxes with 8 pencils in "
          "each box. He gives 5 pencils away. How many pencils does he have now?",
          "--method", "bon", "--n", "4", "--max-step-tokens", "48", "--json"],
         env=ENV, capture_output=True, text=True, timeout=COMMAND_LIMIT_S)
@@ -74,7 +74,7 @@ def test_solve_json_gives_answer_and_steps():
 def test_python_api_solve_returns_the_chosen_solution():
     import ttscale
     from ttscale.engines.llama_cpp import LlamaCppEngine
-    from ttscale.search.context import SearchSettings
+    from ttscale.settings import SearchSettings
 
     engine = LlamaCppEngine(n_ctx=4096)
     settings = SearchSettings(width=2, max_step_tokens=40, max_solution_tokens=120, max_depth=4)

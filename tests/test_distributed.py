@@ -13,15 +13,15 @@ import pytest
 
 ray = pytest.importorskip("ray", reason="the ray extra is not installed")
 
-from ttscale.distributed import RayCluster, ShardWorker, WorkerSpec, run_on_ray  # noqa: E402
 from ttscale.engines import EngineSpec  # noqa: E402
 from ttscale.engines.embedded import EMBEDDED_NAME  # noqa: E402
 from ttscale.errors import ConfigError  # noqa: E402
 from ttscale.prompts import PromptFormat  # noqa: E402
 from ttscale.records import read_records  # noqa: E402
 from ttscale.rewards import ScorerOptions, load_scorer  # noqa: E402
-from ttscale.runner import DatasetSelection, RunConfig, run  # noqa: E402
-from ttscale.search.context import SearchSettings  # noqa: E402
+from ttscale.run.distributed import RayCluster, ShardWorker, WorkerSpec, run_on_ray  # noqa: E402
+from ttscale.run.runner import DatasetSelection, RunConfig, run  # noqa: E402
+from ttscale.settings import SearchSettings  # noqa: E402
 
 SMALL = SearchSettings(max_step_tokens=40, max_solution_tokens=120, max_depth=3, width=2)
 CONFIG = RunConfig(dataset=DatasetSelection("gsm8k", limit=4), methods=("majority", "bon"),
@@ -136,7 +136,7 @@ def test_the_worker_builds_what_its_spec_names_and_reports_its_process():
 def test_the_command_line_refuses_bad_ray_settings_before_starting_ray(monkeypatch):
     from typer.testing import CliRunner
 
-    from ttscale.cli import app
+    from ttscale.cli.main import app
 
     started = []
     # whether or not another test left Ray up, the refusal must come before any Ray call

@@ -411,7 +411,7 @@ def test_cli_run_through_the_server(server_url: str, tmp_path: Path) -> None:
     import sys
 
     out = tmp_path / "run"
-    command = [sys.executable, "-m", "ttscale.cli", "run", "--engine", "openai",
+    command = [sys.executable, "-m", "ttscale.cli.main", "run", "--engine", "openai",
                "--base-url", server_url, "--dataset", "gsm8k", "--limit", "1",
                "--method", "bon,beam", "--n", "2", "--width", "2", "--max-step-tokens", "32",
                "--max-solution-tokens", "96", "--max-depth", "3", "--out", str(out)]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ttscale.findings import (
+from ttscale.report.findings import (
     describe,
     findings_paragraph,
     level_finding,

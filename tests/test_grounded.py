@@ -321,7 +321,7 @@ class TestRegistered:
     def test_listed_by_ttscale_prms(self):
         from typer.testing import CliRunner
 
-        from ttscale.cli import app
+        from ttscale.cli.main import app
 
         result = CliRunner().invoke(app, ["prms"], env={"COLUMNS": "200"})
         assert result.exit_code == 0, result.output

@@ -75,13 +75,13 @@ def checkpoints(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def servers(checkpoints, tmp_path_factory):
-    """Both formats served by ``python -m ttscale.prm_server``."""
+    """Both formats served by ``python -m ttscale.serve.prm_app``."""
     logs = tmp_path_factory.mktemp("server-logs")
     urls = {}
     with contextlib.ExitStack() as stack:
         for name in FORMATS:
             port = free_port()
-            command = [sys.executable, "-m", "ttscale.prm_server", "--prm",
+            command = [sys.executable, "-m", "ttscale.serve.prm_app", "--prm",
                        f"{name}:{checkpoints[name]}", "--port", str(port), "--threads", "1",
                        "--log-level", "warning", "--max-body-bytes", str(64 * 1024)]
             if name == "math-shepherd":
@@ -130,7 +130,7 @@ def test_a_run_scores_through_the_served_prm(servers, in_process, tmp_path):
 
     from typer.testing import CliRunner
 
-    from ttscale.cli import app
+    from ttscale.cli.main import app
     from ttscale.datasets import load_dataset
 
     out = tmp_path / "run"

@@ -10,8 +10,8 @@ from fractions import Fraction
 import pytest
 from typer.testing import CliRunner
 
-from ttscale import ladder
-from ttscale.cli import app
+from ttscale.datasets import ladder
+from ttscale.cli.main import app
 from ttscale.datasets import TRAIN_ONLY, builtin_data_path, load_dataset
 from ttscale.errors import ConfigError
 from ttscale.rewards.arithmetic import evaluate

@@ -15,7 +15,8 @@ from ttscale.planner.plan import Plan, prior_plan
 from ttscale.planner.probe import prior_predictor
 from ttscale.search.beam_search import beam_search, grouped_beam_search
 from ttscale.search.best_of_n import best_of_n, sample_solutions
-from ttscale.search.context import SearchContext, SearchSettings
+from ttscale.search.context import SearchContext
+from ttscale.settings import SearchSettings
 
 SMALL_POLICY = 1_000  # parameters of the scripted policy: the prior's "< 7B" class
 
@@ -130,11 +131,11 @@ def test_a_plan_for_another_policy_or_scorer_falls_back_to_the_prior(plan, why):
 
 
 def test_solve_auto_follows_a_plan_file(tmp_path):
-    from ttscale.api import solve_async
     from ttscale.planner.plan import Candidate as Option
     from ttscale.planner.plan import Choice
     from ttscale.prompts import PromptFormat
-    from ttscale.search.context import SearchSettings
+    from ttscale.run.solve import solve_async
+    from ttscale.settings import SearchSettings
 
     problem = "what is 3 + 4?"
     prompt = PromptFormat()

@@ -9,7 +9,7 @@ import json
 import pytest
 from typer.testing import CliRunner
 
-from ttscale.cli import app
+from ttscale.cli.main import app
 from ttscale.records import read_records
 
 runner = CliRunner()

@@ -28,7 +28,7 @@ from ttscale.planner.probe import (
     probe_features,
 )
 from ttscale.planner.split import split_ids
-from ttscale.planner.stats import bootstrap_mean, paired_difference, wilson_interval
+from ttscale.stats import bootstrap_mean, paired_difference, wilson_interval
 
 
 # -- difficulty ------------------------------------------------------------------------------
@@ -353,7 +353,7 @@ def test_plan_notices_name_what_the_prior_decides():
     assert other == ["the plan was calibrated with scorer confidence, not arithmetic; the "
                      "prior rules decide"]
     assert plan_notices(prior_plan(10**9, "tiny", None, 4), [3], "tiny", 10**9, None) == []
-    from ttscale.search.context import SearchSettings
+    from ttscale.settings import SearchSettings
 
     plan.info["study"] = {"settings": {"temperature": 0.7, "max_step_tokens": 48}}
     hotter = plan_notices(plan, [16], "tiny", 10**9, "confidence",
@@ -363,8 +363,8 @@ def test_plan_notices_name_what_the_prior_decides():
 
 
 def _study(**changes):
-    from ttscale.planner.calibrate import StudyConfig
-    from ttscale.runner import DatasetSelection
+    from ttscale.run.calibrate import StudyConfig
+    from ttscale.run.runner import DatasetSelection
 
     return StudyConfig(dataset=DatasetSelection("gsm8k", limit=20), methods=("bon", "beam"),
                        budgets=(4, 16), probe_size=4, **changes)
@@ -385,7 +385,7 @@ def _synthetic_half():
 
 
 def test_build_plan_bins_fits_and_chooses_per_bin():
-    from ttscale.planner.calibrate import build_plan
+    from ttscale.run.calibrate import build_plan
 
     outcomes, rates = _synthetic_half()
     plan = build_plan(_study(min_problems=3), outcomes, rates,
@@ -404,7 +404,7 @@ def test_build_plan_bins_fits_and_chooses_per_bin():
 
 
 def test_build_plan_with_quantile_bins():
-    from ttscale.planner.calibrate import build_plan
+    from ttscale.run.calibrate import build_plan
 
     outcomes, rates = _synthetic_half()
     for k, pid in enumerate(sorted(rates)):

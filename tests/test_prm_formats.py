@@ -297,7 +297,7 @@ def test_a_run_scores_every_step_with_the_prm(checkpoints, qwen, tmp_path):
 
     from typer.testing import CliRunner
 
-    from ttscale.cli import app
+    from ttscale.cli.main import app
     from ttscale.datasets import load_dataset
 
     out = tmp_path / "run"

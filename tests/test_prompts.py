@@ -6,7 +6,7 @@ import pytest
 
 from ttscale.errors import ConfigError
 from ttscale.prompts import PromptFormat, resolve_chat_template, system_prompt
-from ttscale.search.context import SearchSettings
+from ttscale.settings import SearchSettings
 
 
 class TestFewShot:
@@ -34,7 +34,7 @@ class TestFewShot:
             assert shot.rstrip().endswith("}.") and "The answer is \\boxed{" in shot
 
     def test_a_users_fewshot_file_replaces_the_examples(self, tmp_path):
-        from ttscale.cli_common import prompt_format
+        from ttscale.cli.options import prompt_format
 
         path = tmp_path / "shots.txt"
         path.write_text("Q: 1 + 1\nA: 2\n\nQ: {problem}\nA:", encoding="utf-8")
@@ -49,7 +49,7 @@ class TestFewShot:
 
     def test_a_run_made_with_other_examples_is_another_run(self):
         from ttscale.engines.base import ModelInfo
-        from ttscale.runner import RunConfig, fingerprint
+        from ttscale.run.runner import RunConfig, fingerprint
 
         info = ModelInfo(name="m", parameters=1)
         shipped = fingerprint(RunConfig(), info, PromptFormat())

@@ -11,15 +11,15 @@ import re
 import pytest
 from typer.testing import CliRunner
 
-from ttscale.cli import app
+from ttscale.cli.main import app
 from ttscale.errors import ConfigError
-from ttscale.planner.stats import bootstrap_mean
 from ttscale.report import build_report
 from ttscale.report.curves import ALL, MAJORITY, PASS, all_series, difficulty_bins
 from ttscale.report.figures import draw_static, plotly_figure
 from ttscale.report.runs import load_run, load_runs
 from ttscale.report.tables import accuracy_grid, compare_table, models_table
 from ttscale.report.viewer_data import decode_chunk, viewer_data
+from ttscale.stats import bootstrap_mean
 
 AGGREGATIONS = ("-/majority", "last/prm_vote", "min/prm_max")
 

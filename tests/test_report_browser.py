@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from ttscale.cli import app
+from ttscale.cli.main import app
 
 sys.path.insert(0, str(Path(__file__).parent))
 from browser import chromium, find_browser  # noqa: E402

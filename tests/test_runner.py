@@ -19,8 +19,8 @@ from ttscale.errors import RunStateError
 from ttscale.prompts import PromptFormat
 from ttscale.records import read_records
 from ttscale.rewards import load_scorer
-from ttscale.runner import DatasetSelection, RunConfig, run
-from ttscale.search.context import SearchSettings
+from ttscale.run.runner import DatasetSelection, RunConfig, run
+from ttscale.settings import SearchSettings
 
 SMALL = SearchSettings(max_step_tokens=40, max_solution_tokens=160, max_depth=4, width=2)
 # A run of the command line takes minutes here and several times that on a slow, busy
@@ -150,7 +150,7 @@ class TestRun:
 
 
 def _cli_run(out: Path, limit: int) -> list[str]:
-    return [sys.executable, "-m", "ttscale.cli", "run", "--dataset", "gsm8k",
+    return [sys.executable, "-m", "ttscale.cli.main", "run", "--dataset", "gsm8k",
             "--limit", str(limit), "--method", "bon,beam", "--n", "2", "--width", "2",
             "--max-step-tokens", "40", "--max-solution-tokens", "160", "--max-depth", "4",
             "--n-ctx", "8192", "--parallel", "1", "--out", str(out)]

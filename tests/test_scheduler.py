@@ -16,9 +16,9 @@ from ttscale.errors import ContextLengthError
 from ttscale.prompts import PromptFormat
 from ttscale.records import read_records
 from ttscale.rewards import load_scorer
-from ttscale.runner import DatasetSelection, RunConfig, run
-from ttscale.scheduler import CoalescedPolicy, Coalescer, solve_concurrently
-from ttscale.search.context import SearchSettings
+from ttscale.run.runner import DatasetSelection, RunConfig, run
+from ttscale.run.scheduler import CoalescedPolicy, Coalescer, solve_concurrently
+from ttscale.settings import SearchSettings
 
 pytest.importorskip("llama_cpp")
 

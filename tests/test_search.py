@@ -28,10 +28,11 @@ from ttscale.errors import ConfigError
 from ttscale.search import METHODS, get_method
 from ttscale.search.beam_search import beam_search, check_budget
 from ttscale.search.best_of_n import best_of_n, greedy, majority_vote, sample_solutions
-from ttscale.search.context import SearchContext, SearchSettings
+from ttscale.search.context import SearchContext
 from ttscale.search.dvts import dvts
 from ttscale.search.steps_from_text import single_step, split_continuation
 from ttscale.search.tree import Node, Tree
+from ttscale.settings import SearchSettings
 from ttscale.steps import Step
 
 DELIM = "\n\n"

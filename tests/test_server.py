@@ -24,14 +24,14 @@ import pytest
 from fakes import ScriptedPolicy
 from load_generator import run_load
 from server_process import free_port, running_server, serving_in_thread
-from ttscale.api import _ranked
 from ttscale.grading import extract_answer
-from ttscale.http_common import RequestError
 from ttscale.prompts import PromptFormat
+from ttscale.run.solve import _ranked
 from ttscale.search.result import Candidate
-from ttscale.server import ServerConfig, create_app, load_service
-from ttscale.server_admission import AdmissionGate
-from ttscale.server_requests import ServerDefaults, ServerLimits, parse_model, parse_request
+from ttscale.serve.admission import AdmissionGate
+from ttscale.serve.app import ServerConfig, create_app, load_service
+from ttscale.serve.http import RequestError
+from ttscale.serve.requests import ServerDefaults, ServerLimits, parse_model, parse_request
 from ttscale.steps import Step
 
 openai = pytest.importorskip("openai")
@@ -196,7 +196,7 @@ SEARCH_LIMIT_S = 1800
 
 
 def serve_command(port: int, *extra: str) -> list[str]:
-    return [sys.executable, "-m", "ttscale.cli", "serve", "--port", str(port),
+    return [sys.executable, "-m", "ttscale.cli.main", "serve", "--port", str(port),
             "--threads", "2", "--n-ctx", "8192", "--max-step-tokens", "24",
             "--max-depth", "4", "--max-tokens", "48", "--budget", "2", "--width", "2",
             "--log-level", "warning", *extra]

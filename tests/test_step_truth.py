@@ -1,5 +1,6 @@
-"""Exact step truth on the ladder's problems (:mod:`ttscale.step_truth`), and the exact label
-method of ``ttscale prm label`` built on it, with a scripted policy: no model runs here."""
+"""Exact step truth on the ladder's problems (:mod:`ttscale.prm_training.step_truth`), and the
+exact label method of ``ttscale prm label`` built on it, with a scripted policy:
+no model runs here."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ import pytest
 
 from ttscale.datasets import Problem, builtin_data_path, load_dataset
 from ttscale.errors import ConfigError
-from ttscale.step_truth import genuine, given_numbers, step_labels
+from ttscale.prm_training.step_truth import genuine, given_numbers, step_labels
 
 # Ethan has 68 cookies. Ethan loses 36 cookies. Ethan's neighbor has twice as many cookies as
 # Ethan. How many cookies does Ethan's neighbor have now?  quantities 32, 64; givens 68, 36, 2
@@ -279,7 +280,7 @@ def test_exact_labels_refuse_problems_without_quantities(tmp_path):
 def test_the_cli_refuses_exact_labels_without_quantities_before_loading_a_model(tmp_path):
     from typer.testing import CliRunner
 
-    from ttscale.cli import app
+    from ttscale.cli.main import app
 
     result = CliRunner().invoke(app, ["prm", "label", "--method", "exact", "--dataset",
                                       "gsm8k_train", "--out", str(tmp_path)])

@@ -419,7 +419,7 @@ def manifest_of(folder: Path) -> dict:
 def test_the_cli_refuses_test_sets_for_labels(tmp_path):
     from typer.testing import CliRunner
 
-    from ttscale.cli import app
+    from ttscale.cli.main import app
 
     result = CliRunner().invoke(app, ["prm", "label", "--dataset", "gsm8k", "--out",
                                       str(tmp_path)])

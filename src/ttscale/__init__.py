@@ -6,6 +6,6 @@ them. See ``ttscale.solve`` for one problem and the ``ttscale`` CLI for runs."""
 
 __version__ = "0.1.0"
 
-from ttscale.api import SolveResult, solve  # noqa: E402
+from ttscale.run.solve import SolveResult, solve  # noqa: E402
 
 __all__ = ["SolveResult", "__version__", "solve"]

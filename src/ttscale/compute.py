@@ -98,3 +98,12 @@ class Ledger:
             "scorer_flops": self.scorer_flops,
             "total_flops": self.total_flops,
         }
+
+
+def format_flops(value: float | None) -> str:
+    if value is None:
+        return "n/a"
+    for unit, scale in (("P", 1e15), ("T", 1e12), ("G", 1e9), ("M", 1e6)):
+        if value >= scale:
+            return f"{value / scale:.2f} {unit}"
+    return f"{value:.0f}"

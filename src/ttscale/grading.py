@@ -29,7 +29,7 @@ import re
 import signal
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from functools import lru_cache
 
@@ -476,3 +476,29 @@ def grade_solution(solution_text: str, reference: str) -> tuple[str | None, bool
     """Extract the final answer of a full solution and grade it: ``(answer, correct)``."""
     answer = extract_answer(solution_text)
     return answer, grade(answer, reference)
+
+
+Equivalence = Callable[[str, str], bool]
+
+
+def group_answers(
+    answers: Sequence[str | None], equivalent: Equivalence | None = None
+) -> list[list[int]]:
+    """Indices of equivalent answers grouped together, in order of first appearance.
+
+    Each answer is compared with one representative per group, so k answers in g groups cost
+    at most k·g equivalence checks (cached by the grader)."""
+    equivalent = equivalent or answers_equivalent
+    groups: list[list[int]] = []
+    representatives: list[str] = []
+    for index, answer in enumerate(answers):
+        if answer is None:
+            continue
+        for group, representative in zip(groups, representatives, strict=True):
+            if answer == representative or equivalent(answer, representative):
+                group.append(index)
+                break
+        else:
+            groups.append([index])
+            representatives.append(answer)
+    return groups

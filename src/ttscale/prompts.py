@@ -26,7 +26,7 @@ from pathlib import Path
 
 from ttscale.errors import ConfigError
 from ttscale.registry import parse_choice
-from ttscale.search.context import SearchSettings
+from ttscale.settings import SearchSettings
 from ttscale.steps import DEFAULT_STEP_DELIMITER
 
 PROMPT_FORMATS = ("fewshot", "chat")

@@ -17,8 +17,9 @@ from ttscale.search import METHODS
 from ttscale.search.aggregate import aggregate_step_scores
 from ttscale.search.beam_search import grouped_beam_search
 from ttscale.search.best_of_n import sample_solutions, score_candidates
-from ttscale.search.context import SearchContext, SearchSettings
+from ttscale.search.context import SearchContext
 from ttscale.search.result import Candidate, SearchResult
+from ttscale.settings import SearchSettings
 
 AUTO = "auto"
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ttscale.errors import ConfigError
-from ttscale.planner.stats import Estimate, wilson_interval
+from ttscale.stats import Estimate, wilson_interval
 
 ABSOLUTE_BINS = ("easy", "medium", "hard")
 

@@ -15,11 +15,11 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from ttscale.compute import format_flops
 from ttscale.planner.difficulty import PassRate
 from ttscale.planner.outcomes import ProblemOutcomes
 from ttscale.planner.plan import Plan, prior_plan
-from ttscale.planner.stats import Estimate, bootstrap_mean, paired_difference
-from ttscale.summary import format_flops
+from ttscale.stats import Estimate, bootstrap_mean, paired_difference
 
 PLANNER_ROWS = ("planner", "planner (oracle bins)", "prior rules")
 

@@ -21,8 +21,8 @@ from ttscale.planner.difficulty import Binning, absolute_binning
 from ttscale.planner.outcomes import ProblemOutcomes
 from ttscale.planner.prior import RULES, prior_method
 from ttscale.planner.probe import DEFAULT_PROBE_SIZE, Predictor, prior_predictor
-from ttscale.planner.stats import bootstrap_mean
 from ttscale.search import METHODS
+from ttscale.stats import bootstrap_mean
 
 logger = logging.getLogger(__name__)
 

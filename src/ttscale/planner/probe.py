@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from ttscale.errors import ConfigError
-from ttscale.search.aggregate import group_answers
+from ttscale.grading import group_answers
 
 DEFAULT_PROBE_SIZE = 4
 # the agreement weights tried, in this order; a tie keeps the earlier (simpler) one

@@ -18,10 +18,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ttscale.errors import ConfigError
-from ttscale.planner.stats import bootstrap_mean, paired_difference
 from ttscale.prm_training.labels import read_labels
 from ttscale.prm_training.train import metrics, step_table
 from ttscale.records import write_json_atomic
+from ttscale.stats import bootstrap_mean, paired_difference
 
 logger = logging.getLogger(__name__)
 
@@ -56,8 +56,8 @@ def search_accuracy(policy, prompt, head_spec: str, out_dir: Path, *, limit: int
     confidence, and majority vote, on GSM8K test; returns the accuracy table with
     intervals."""
     from ttscale.rewards import load_scorer
-    from ttscale.runner import DatasetSelection, RunConfig, run
-    from ttscale.search.context import SearchSettings
+    from ttscale.run.runner import DatasetSelection, RunConfig, run
+    from ttscale.settings import SearchSettings
 
     settings = SearchSettings(max_step_tokens=max_step_tokens, max_depth=max_depth,
                               max_solution_tokens=max_solution_tokens, width=width, seed=seed)

@@ -27,7 +27,8 @@ here never saw a problem it is evaluated on.
 With ``method="exact"`` (``ttscale prm label --method exact``) no rollout is sampled: for
 problems whose true intermediate quantities are recorded (the ladder's, ``--dataset
 ladder_train``) each step of the ``samples`` solutions is labelled by
-:func:`ttscale.step_truth.step_labels`, 1 when it is right and 0 when it is wrong (soft = hard).
+:func:`ttscale.prm_training.step_truth.step_labels`, 1 when it is right and 0 when it is
+wrong (soft = hard).
 A step with nothing to check (no number) is recorded with a ``null`` label and left out of
 training; its text stays in the solution, so the steps after it are read in the context the
 policy wrote. Problems without quantities are refused. Cheap: one sampling call per problem.
@@ -49,12 +50,12 @@ from ttscale.datasets import BUILTIN_DATASETS, TRAIN_ONLY, Problem, load_dataset
 from ttscale.engines.base import Policy
 from ttscale.errors import ConfigError
 from ttscale.grading import extract_answer, grade
+from ttscale.prm_training.step_truth import step_labels
 from ttscale.prompts import PromptFormat
 from ttscale.records import RecordWriter, read_records, write_json_atomic
-from ttscale.scheduler import batch_across_calls, solve_concurrently
-from ttscale.search.context import SearchSettings
+from ttscale.run.scheduler import batch_across_calls, solve_concurrently
 from ttscale.search.steps_from_text import split_continuation
-from ttscale.step_truth import step_labels
+from ttscale.settings import SearchSettings
 
 logger = logging.getLogger(__name__)
 
@@ -141,7 +142,7 @@ def _exact_label(right: bool | None) -> dict | None:
 async def label_problem_exact(problem: Problem, policy: Policy, prompt: PromptFormat,
                               settings: LabelSettings) -> dict:
     """One problem's record with exact labels: ``samples`` solutions, each step labelled by
-    :func:`ttscale.step_truth.step_labels` (None: nothing to check); no rollouts."""
+    :func:`ttscale.prm_training.step_truth.step_labels` (None: nothing to check); no rollouts."""
     search = prompt.apply(SearchSettings())
     [samples] = await policy.extend([prompt.render(problem.problem)], settings.samples,
                                     list(search.end_stops), settings.max_solution_tokens,

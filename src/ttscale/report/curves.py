@@ -15,9 +15,9 @@ from ttscale.planner.difficulty import (
     parse_binning,
     quantile_binning,
 )
-from ttscale.planner.stats import Estimate, bootstrap_mean
 from ttscale.report.runs import RunData
-from ttscale.summary import method_rank
+from ttscale.report.summary import method_rank
+from ttscale.stats import Estimate, bootstrap_mean
 
 logger = logging.getLogger(__name__)
 

@@ -11,11 +11,12 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from ttscale.compute import format_flops
 from ttscale.errors import ConfigError
-from ttscale.planner.stats import Estimate, bootstrap_mean, paired_difference
 from ttscale.report.curves import ALL, MAJORITY, PASS, Series
 from ttscale.report.runs import RunData
-from ttscale.summary import format_flops, method_rank
+from ttscale.report.summary import method_rank
+from ttscale.stats import Estimate, bootstrap_mean, paired_difference
 
 
 @dataclass(frozen=True)

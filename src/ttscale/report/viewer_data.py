@@ -29,7 +29,7 @@ from ttscale.datasets import load_dataset
 from ttscale.errors import TTScaleError
 from ttscale.report.curves import Bins
 from ttscale.report.runs import RunData
-from ttscale.summary import method_rank
+from ttscale.report.summary import method_rank
 
 logger = logging.getLogger(__name__)
 

@@ -11,9 +11,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from ttscale.grading import extract_answer
+from ttscale.grading import extract_answer, group_answers
 from ttscale.rewards.base import ScoreBatch
-from ttscale.search.aggregate import group_answers
 from ttscale.steps import Step, writes_final_answer
 
 NEUTRAL_SCORE = 0.5

@@ -89,7 +89,7 @@ class ValueHeadPRM:
     def __init__(self, folder: str | Path, *, model_path: str | Path | None = None,
                  n_threads: int | None = None, n_ctx: int = 4096, **_: object) -> None:
         from ttscale.engines.llama_hidden import LlamaHiddenStates
-        from ttscale.prm_training.head import ValueHead
+        from ttscale.rewards.value_head_model import ValueHead
 
         self.folder = Path(folder).expanduser()
         self.manifest = read_manifest(self.folder)

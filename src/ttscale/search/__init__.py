@@ -10,9 +10,10 @@ from ttscale.errors import ConfigError
 from ttscale.registry import unknown_name_message
 from ttscale.search.beam_search import beam_search
 from ttscale.search.best_of_n import best_of_n, greedy, majority_vote
-from ttscale.search.context import SearchContext, SearchSettings
+from ttscale.search.context import SearchContext
 from ttscale.search.dvts import dvts
 from ttscale.search.result import Candidate, SearchResult
+from ttscale.settings import SearchSettings
 
 __all__ = ["METHODS", "Candidate", "MethodSpec", "SearchContext", "SearchResult",
            "SearchSettings", "get_method"]

@@ -7,16 +7,20 @@ grader's equivalence decides, not string equality."""
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal, get_args
+from typing import TYPE_CHECKING
 
-StepAggregation = Literal["last", "min", "mean", "prod"]
-AnswerAggregation = Literal["prm_max", "prm_vote", "majority"]
-STEP_AGGREGATIONS: tuple[str, ...] = get_args(StepAggregation)
-ANSWER_AGGREGATIONS: tuple[str, ...] = get_args(AnswerAggregation)
+from ttscale.grading import Equivalence, group_answers
+from ttscale.settings import (
+    ANSWER_AGGREGATIONS,
+    STEP_AGGREGATIONS,
+    AnswerAggregation,
+    StepAggregation,
+)
 
-Equivalence = Callable[[str, str], bool]
+if TYPE_CHECKING:
+    from ttscale.search.result import Candidate
 
 
 def aggregate_step_scores(scores: Sequence[float], mode: StepAggregation) -> float:
@@ -32,35 +36,6 @@ def aggregate_step_scores(scores: Sequence[float], mode: StepAggregation) -> flo
     if mode == "mean":
         return float(sum(scores) / len(scores))
     return float(math.prod(scores))  # "prod", the one mode left
-
-
-def _default_equivalence() -> Equivalence:
-    from ttscale.grading import answers_equivalent
-
-    return answers_equivalent
-
-
-def group_answers(
-    answers: Sequence[str | None], equivalent: Equivalence | None = None
-) -> list[list[int]]:
-    """Indices of equivalent answers grouped together, in order of first appearance.
-
-    Each answer is compared with one representative per group, so k answers in g groups cost
-    at most k·g equivalence checks (cached by the grader)."""
-    equivalent = equivalent or _default_equivalence()
-    groups: list[list[int]] = []
-    representatives: list[str] = []
-    for index, answer in enumerate(answers):
-        if answer is None:
-            continue
-        for group, representative in zip(groups, representatives, strict=True):
-            if answer == representative or equivalent(answer, representative):
-                group.append(index)
-                break
-        else:
-            groups.append([index])
-            representatives.append(answer)
-    return groups
 
 
 @dataclass(frozen=True)
@@ -105,3 +80,17 @@ def select_answer(
     index = max(group, key=lambda i: (scores[i], -i))
     votes = {answers[g[0]]: w for g, w in zip(groups, weights, strict=True)}  # type: ignore[misc]
     return Selection(answers[index], index, votes)
+
+
+def choose(candidates: Sequence[Candidate], step_mode: str, answer_mode: str
+           ) -> tuple[Selection, list[float]]:
+    """The answer the aggregations select among scored (or, unscored, voted) candidates, and
+    each candidate's solution score (0 when the vote is by count)."""
+    answers = [c.answer for c in candidates]
+    if answer_mode == "majority" or any(c.step_scores is None for c in candidates):
+        scores = [0.0] * len(candidates)
+        answer_mode = "majority"
+    else:
+        scores = [aggregate_step_scores(c.step_scores or (), step_mode)  # type: ignore[arg-type]
+                  for c in candidates]
+    return select_answer(answers, scores, answer_mode), scores  # type: ignore[arg-type]

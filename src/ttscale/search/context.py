@@ -10,57 +10,9 @@ from ttscale.compute import Ledger, TokenCount
 from ttscale.engines.base import Continuation, Policy
 from ttscale.errors import ConfigError
 from ttscale.rewards.base import Scorer, check_scores
-from ttscale.search.aggregate import (
-    ANSWER_AGGREGATIONS,
-    STEP_AGGREGATIONS,
-    AnswerAggregation,
-    StepAggregation,
-)
 from ttscale.search.tree import Tree
-from ttscale.steps import DEFAULT_STEP_DELIMITER, Step
-
-
-@dataclass(frozen=True)
-class SearchSettings:
-    """Search knobs. Defaults follow the paper's code and search-and-learn: temperature 0.7,
-    top_p 1.0, up to 2048 tokens per step, depth at most 40, width M = 4."""
-
-    temperature: float = 0.7
-    top_p: float = 1.0
-    max_step_tokens: int = 2048
-    max_depth: int = 40
-    max_solution_tokens: int = 4096
-    width: int = 4
-    step_delimiter: str | None = None  # None: the prompt format's (see PromptFormat.apply)
-    end_stops: tuple[str, ...] = ()  # strings that end a whole solution (from the prompt format)
-    step_aggregation: StepAggregation = "last"
-    answer_aggregation: AnswerAggregation = "prm_vote"
-    seed: int = 0
-
-    def __post_init__(self) -> None:
-        if not 0 <= self.temperature <= 5:
-            raise ConfigError(f"temperature must be in [0, 5], got {self.temperature}")
-        if not 0 < self.top_p <= 1:
-            raise ConfigError(f"top_p must be in (0, 1], got {self.top_p}")
-        for name in ("max_step_tokens", "max_depth", "max_solution_tokens", "width"):
-            if getattr(self, name) < 1:
-                raise ConfigError(f"{name} must be at least 1, got {getattr(self, name)}")
-        if self.step_delimiter == "":
-            raise ConfigError("the step delimiter must not be empty")
-        if self.step_aggregation not in STEP_AGGREGATIONS:
-            raise ConfigError(f"unknown step aggregation {self.step_aggregation!r}; "
-                              f"choose one of {', '.join(STEP_AGGREGATIONS)}")
-        if self.answer_aggregation not in ANSWER_AGGREGATIONS:
-            raise ConfigError(f"unknown answer aggregation {self.answer_aggregation!r}; "
-                              f"choose one of {', '.join(ANSWER_AGGREGATIONS)}")
-
-    @property
-    def delimiter(self) -> str:
-        return self.step_delimiter or DEFAULT_STEP_DELIMITER
-
-    @property
-    def step_stops(self) -> tuple[str, ...]:
-        return (self.delimiter, *self.end_stops)
+from ttscale.settings import SearchSettings
+from ttscale.steps import Step
 
 
 @dataclass

@@ -14,7 +14,7 @@ from typing import Annotated
 
 import typer
 
-from ttscale.cli_common import (
+from ttscale.cli.options import (
     BaseUrlOpt,
     DeviceOpt,
     DtypeOpt,
@@ -71,7 +71,7 @@ def _progress():
 
 
 def _run_with_progress(config, policy, scorer, run_dir, prompt, plan=None, parallel=None):
-    from ttscale.runner import run
+    from ttscale.run.runner import run
 
     with _progress() as progress:
         task = progress.add_task("problems", total=None)
@@ -85,7 +85,7 @@ def _run_with_progress(config, policy, scorer, run_dir, prompt, plan=None, paral
 
 
 def _run_on_ray_with_progress(config, cluster, worker, run_dir, prompt, plan, parallel):
-    from ttscale.distributed import run_on_ray
+    from ttscale.run.distributed import run_on_ray
 
     with _progress() as progress:
         task = progress.add_task("problems", total=None)
@@ -98,7 +98,7 @@ def _run_on_ray_with_progress(config, cluster, worker, run_dir, prompt, plan, pa
 
 
 def _print_summary(outcome, config, title: str) -> None:
-    from ttscale.summary import render_table, summarize
+    from ttscale.report.summary import render_table, summarize
 
     rows = summarize(outcome.records, config.jobs())
     out.print(render_table(rows, title))
@@ -210,8 +210,8 @@ def run(
     setup_logging(verbose)
     try:
         from ttscale.rewards import canonical_spec, check_scorer_spec, load_scorer
-        from ttscale.runner import DatasetSelection, RunConfig
-        from ttscale.search.context import SearchSettings
+        from ttscale.run.runner import DatasetSelection, RunConfig
+        from ttscale.settings import SearchSettings
 
         scorer = canonical_spec(prm)
         options = scorer_options(prm_device, prm_dtype, prm_format, trust_remote_code,
@@ -242,7 +242,7 @@ def run(
         engine_spec = engine_spec_from(engine, model, base_url, params, n_ctx, threads,
                                        device, dtype, trust_remote_code, concurrency)
         if ray:
-            from ttscale.distributed import RayCluster, WorkerSpec
+            from ttscale.run.distributed import RayCluster, WorkerSpec
 
             if prompt == "chat" and chat_template is None:
                 raise ValueError("--ray with --prompt chat needs --chat-template (chatml, "
@@ -311,10 +311,10 @@ def demo(
     tables, every search tree)."""
     setup_logging(verbose)
     try:
-        from ttscale.ladder import SHIPPED_LEVELS, SHIPPED_PER_LEVEL, parse_levels
+        from ttscale.datasets.ladder import SHIPPED_LEVELS, SHIPPED_PER_LEVEL, parse_levels
         from ttscale.rewards import load_scorer
-        from ttscale.runner import DatasetSelection, RunConfig
-        from ttscale.search.context import SearchSettings
+        from ttscale.run.runner import DatasetSelection, RunConfig
+        from ttscale.settings import SearchSettings
 
         chosen_levels = parse_levels(levels)
         if not set(chosen_levels) <= set(SHIPPED_LEVELS):
@@ -362,8 +362,8 @@ def demo(
 
 def _print_level_tables(outcome, config, title: str) -> None:
     """One table per level, then what they show, from the run's records."""
-    from ttscale.findings import findings_paragraph, tables_by_level
-    from ttscale.summary import render_table
+    from ttscale.report.findings import findings_paragraph, tables_by_level
+    from ttscale.report.summary import render_table
 
     for level, rows in tables_by_level(outcome.records, config.jobs()).items():
         operations = "operation" if level == 1 else "operations"
@@ -385,7 +385,7 @@ def ladder_command(
     the built-in test split's are never written, so a file made for training stays apart
     from it."""
     from ttscale.datasets import load_dataset
-    from ttscale.ladder import generate, parse_levels, write_jsonl
+    from ttscale.datasets.ladder import generate, parse_levels, write_jsonl
 
     try:
         test_texts = [p.problem for p in load_dataset("ladder")]
@@ -432,9 +432,9 @@ def solve(
     try:
         from dataclasses import asdict as to_dict
 
-        from ttscale.api import solve_async
         from ttscale.rewards import check_scorer_spec, load_scorer
-        from ttscale.search.context import SearchSettings
+        from ttscale.run.solve import solve_async
+        from ttscale.settings import SearchSettings
 
         if not problem.strip():
             raise ValueError("the problem text is empty")
@@ -509,7 +509,7 @@ def prm_serve(
     can score with --prm http://HOST:PORT."""
     setup_logging(False)
     try:
-        from ttscale.prm_server import serve
+        from ttscale.serve.prm_app import serve
 
         serve(prm, host=host, port=port, api_key=api_key, model_name=served_model_name,
               device=prm_device, dtype=prm_dtype, threads=threads)
@@ -517,19 +517,19 @@ def prm_serve(
         fail(str(error))
 
 
-from ttscale.cli_plan import plan_app  # noqa: E402  (after app exists)
+from ttscale.cli.plan import plan_app  # noqa: E402  (after app exists)
 
 app.add_typer(plan_app, name="plan")
 
-from ttscale.cli_report import report  # noqa: E402
+from ttscale.cli.report import report  # noqa: E402
 
 app.command()(report)
 
-from ttscale.cli_serve import serve  # noqa: E402
+from ttscale.cli.serve import serve  # noqa: E402
 
 app.command()(serve)
 
-from ttscale.cli_prm import card, evaluate, label, train  # noqa: E402
+from ttscale.cli.prm import card, evaluate, label, train  # noqa: E402
 
 prm_app.command("label")(label)
 prm_app.command("train")(train)

@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from ttscale.cli_common import (
+from ttscale.cli.options import (
     BaseUrlOpt,
     DeviceOpt,
     DtypeOpt,
@@ -90,9 +90,9 @@ def serve(
     logging.basicConfig(level=log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
     try:
         from ttscale.rewards import check_scorer_spec
-        from ttscale.server import ServerConfig, load_service
-        from ttscale.server import serve as run_server
-        from ttscale.server_requests import SERVED_METHODS, ServerDefaults, ServerLimits
+        from ttscale.serve.app import ServerConfig, load_service
+        from ttscale.serve.app import serve as run_server
+        from ttscale.serve.requests import SERVED_METHODS, ServerDefaults, ServerLimits
 
         if method not in SERVED_METHODS:
             raise ValueError(f"unknown --method {method!r}; use one of "

@@ -14,7 +14,7 @@ from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from ttscale.summary import SummaryRow, method_rank, summarize
+from ttscale.report.summary import SummaryRow, method_rank, summarize
 
 METHOD_NAMES = {"greedy": "greedy decoding", "majority": "majority vote", "bon": "Best-of-N",
                 "beam": "beam search", "dvts": "DVTS", "auto": "the planner's choice"}

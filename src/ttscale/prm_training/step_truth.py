@@ -1,6 +1,6 @@
 """Exact step correctness for problems whose intermediate quantities are known.
 
-The difficulty ladder (:mod:`ttscale.ladder`) records every true intermediate value of a
+The difficulty ladder (:mod:`ttscale.datasets.ladder`) records every true intermediate value of a
 problem (:attr:`ttscale.datasets.Problem.quantities`, the last one the answer) and its numbers
 are distinct from each other and from the numbers given in the text. So whether a step a
 policy writes is right can be decided exactly, with no model and no rollouts.

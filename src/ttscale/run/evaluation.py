@@ -11,32 +11,16 @@ from collections.abc import Sequence
 from ttscale.compute import Ledger
 from ttscale.datasets import Problem
 from ttscale.grading import grade
-from ttscale.search.aggregate import (
-    ANSWER_AGGREGATIONS,
-    STEP_AGGREGATIONS,
-    aggregate_step_scores,
-    select_answer,
-)
-from ttscale.search.context import SearchSettings
+from ttscale.search.aggregate import choose
 from ttscale.search.result import Candidate
 from ttscale.search.tree import Tree
+from ttscale.settings import ANSWER_AGGREGATIONS, STEP_AGGREGATIONS, SearchSettings
 
 RECORD_VERSION = 1
 
 
 def record_key(problem_id: str, method: str, n: int) -> str:
     return f"{problem_id}|{method}|{n}"
-
-
-def choose(candidates: Sequence[Candidate], step_mode: str, answer_mode: str):
-    answers = [c.answer for c in candidates]
-    if answer_mode == "majority" or any(c.step_scores is None for c in candidates):
-        scores = [0.0] * len(candidates)
-        answer_mode = "majority"
-    else:
-        scores = [aggregate_step_scores(c.step_scores or (), step_mode)  # type: ignore[arg-type]
-                  for c in candidates]
-    return select_answer(answers, scores, answer_mode), scores  # type: ignore[arg-type]
 
 
 def _tree_for(tree: Tree, candidates: Sequence[Candidate], pooled: bool) -> list[dict]:

@@ -8,9 +8,9 @@ import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from ttscale.api import Solution, SolveResult
+from ttscale.run.solve import Solution, SolveResult
 from ttscale.search import METHODS
-from ttscale.server_requests import SearchRequest
+from ttscale.serve.requests import SearchRequest
 
 
 @dataclass(frozen=True)

@@ -6,6 +6,8 @@ from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
+from ttscale.compute import format_flops
+
 METHOD_ORDER = ("greedy", "majority", "bon", "beam", "dvts", "auto")
 
 
@@ -49,15 +51,6 @@ def summarize(records: Iterable[dict], keys: Sequence[tuple[str, int]] | None = 
             seconds=sum(r["seconds"] for r in group) / count,
         ))
     return rows
-
-
-def format_flops(value: float | None) -> str:
-    if value is None:
-        return "n/a"
-    for unit, scale in (("P", 1e15), ("T", 1e12), ("G", 1e9), ("M", 1e6)):
-        if value >= scale:
-            return f"{value / scale:.2f} {unit}"
-    return f"{value:.0f}"
 
 
 def render_table(rows: Sequence[SummaryRow], title: str):

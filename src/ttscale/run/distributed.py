@@ -39,7 +39,7 @@ from ttscale.planner.plan import Plan
 from ttscale.prompts import PromptFormat
 from ttscale.records import RECORDS_FILE, RecordWriter
 from ttscale.rewards import ScorerOptions, load_scorer
-from ttscale.runner import (
+from ttscale.run.runner import (
     DEFAULT_PARALLEL,
     ProgressHook,
     RunConfig,
@@ -48,7 +48,7 @@ from ttscale.runner import (
     open_run,
     problem_solver,
 )
-from ttscale.search.context import SearchSettings
+from ttscale.settings import SearchSettings
 
 logger = logging.getLogger(__name__)
 

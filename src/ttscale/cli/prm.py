@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from ttscale.cli_common import ModelOpt, ThreadsOpt, console, fail, out, setup_logging
+from ttscale.cli.options import ModelOpt, ThreadsOpt, console, fail, out, setup_logging
 from ttscale.errors import TTScaleError
 
 
@@ -52,7 +52,7 @@ def label(
     try:
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
 
-        from ttscale.cli_common import load_engine, prompt_format
+        from ttscale.cli.options import load_engine, prompt_format
         from ttscale.prm_training.labels import (
             LabelSettings,
             check_label_method,
@@ -156,7 +156,7 @@ def evaluate(
     GSM8K test with it, with the policy's confidence, and with majority vote."""
     setup_logging(verbose)
     try:
-        from ttscale.cli_common import load_engine, parse_csv, prompt_format
+        from ttscale.cli.options import load_engine, parse_csv, prompt_format
         from ttscale.prm_training.evaluate import evaluate as run_evaluation
 
         policy = load_engine("llama.cpp", model, None, None, 16384, threads) if search \

@@ -11,7 +11,7 @@ from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
 from ttscale.errors import ConfigError
-from ttscale.http_common import RequestError
+from ttscale.serve.http import RequestError
 
 T = TypeVar("T")
 MAX_RETRY_AFTER_S = 60

@@ -7,7 +7,7 @@ by an in-process ttscale PRM, so the policy and the PRM can run as two servers w
   correct]; Math-Shepherd: ['+', '-']), as vLLM's STEP pooler would return it;
 * ``GET /v1/models`` and ``GET /health``.
 
-Run it as ``python -m ttscale.prm_server --prm qwen-prm:/path/to/checkpoint --port 8001``. It
+Run it as ``python -m ttscale.serve.prm_app --prm qwen-prm:/path/to/checkpoint --port 8001``. It
 binds 127.0.0.1 unless told otherwise; give ``--api-key`` before binding anything wider."""
 
 # no `from __future__ import annotations`: FastAPI reads the handlers' annotations, whose
@@ -21,9 +21,9 @@ import uuid
 from collections.abc import Sequence
 
 from ttscale.errors import ConfigError, TTScaleError
-from ttscale.http_common import LOCAL_HOSTS, RequestError, check_api_key, read_body
 from ttscale.rewards import math_shepherd, qwen_prm
 from ttscale.rewards.hf_prm import HFProcessRewardModel
+from ttscale.serve.http import LOCAL_HOSTS, RequestError, check_api_key, read_body
 
 logger = logging.getLogger(__name__)
 
@@ -167,7 +167,7 @@ def serve(prm: HFProcessRewardModel | str, *, host: str = "127.0.0.1", port: int
 
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
-        prog="python -m ttscale.prm_server",
+        prog="python -m ttscale.serve.prm_app",
         description="Serve a PRM checkpoint over vLLM's pooling API (POST /pooling).")
     parser.add_argument("--prm", required=True,
                         help="FORMAT:PATH, FORMAT qwen-prm or math-shepherd, PATH a local "

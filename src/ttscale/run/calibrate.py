@@ -35,9 +35,9 @@ from ttscale.planner.split import split_ids
 from ttscale.prompts import PromptFormat
 from ttscale.records import RECORDS_FILE, read_records
 from ttscale.rewards.base import Scorer
-from ttscale.runner import DatasetSelection, RunConfig, RunOutcome, run
+from ttscale.run.runner import DatasetSelection, RunConfig, RunOutcome, run
 from ttscale.search import METHODS
-from ttscale.search.context import SearchSettings
+from ttscale.settings import SearchSettings
 
 logger = logging.getLogger(__name__)
 

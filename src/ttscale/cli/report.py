@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from ttscale.cli_common import console, fail, out, parse_csv, setup_logging
+from ttscale.cli.options import console, fail, out, parse_csv, setup_logging
 from ttscale.errors import TTScaleError
 
 

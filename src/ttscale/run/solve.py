@@ -11,14 +11,15 @@ from ttscale.compute import Ledger
 from ttscale.datasets import Problem
 from ttscale.engines import EngineSpec, load_policy
 from ttscale.engines.base import Policy
-from ttscale.evaluation import choose
 from ttscale.planner.auto import AUTO, auto_search
 from ttscale.planner.plan import Plan, load_plan, prior_plan
 from ttscale.prompts import PromptFormat
 from ttscale.rewards import canonical_spec, load_scorer
 from ttscale.rewards.base import Scorer
 from ttscale.search import get_method
-from ttscale.search.context import SearchContext, SearchSettings
+from ttscale.search.aggregate import choose
+from ttscale.search.context import SearchContext
+from ttscale.settings import SearchSettings
 
 
 @dataclass(frozen=True)

@@ -25,7 +25,6 @@ from ttscale.compute import Ledger, TokenCount
 from ttscale.datasets import TRAIN_ONLY, Problem, load_dataset
 from ttscale.engines.base import CacheClearing, ModelInfo, Policy
 from ttscale.errors import ConfigError, RunStateError
-from ttscale.evaluation import build_record, record_key
 from ttscale.planner.auto import AUTO, auto_search, plan_notices
 from ttscale.planner.plan import Plan, prior_plan
 from ttscale.prompts import PromptFormat
@@ -37,11 +36,13 @@ from ttscale.records import (
     write_json_atomic,
 )
 from ttscale.rewards.base import Scorer
-from ttscale.scheduler import batch_across_calls, batch_scorer_across_calls, solve_concurrently
+from ttscale.run.evaluation import build_record, record_key
+from ttscale.run.scheduler import batch_across_calls, batch_scorer_across_calls, solve_concurrently
 from ttscale.search import METHODS, get_method
 from ttscale.search.beam_search import check_budget
 from ttscale.search.best_of_n import sample_solutions, score_candidates
-from ttscale.search.context import SearchContext, SearchSettings
+from ttscale.search.context import SearchContext
+from ttscale.settings import SearchSettings
 
 logger = logging.getLogger(__name__)
 

@@ -9,7 +9,7 @@ from typing import Annotated
 
 import typer
 
-from ttscale.cli_common import (
+from ttscale.cli.options import (
     BaseUrlOpt,
     DeviceOpt,
     DtypeOpt,
@@ -145,11 +145,11 @@ def calibrate(
     the accuracy, interval and FLOPs behind it. Rerun the same command to resume."""
     setup_logging(verbose)
     try:
-        from ttscale.planner.calibrate import StudyConfig
-        from ttscale.planner.calibrate import calibrate as run_calibration
         from ttscale.rewards import canonical_spec
-        from ttscale.runner import DatasetSelection
-        from ttscale.search.context import SearchSettings
+        from ttscale.run.calibrate import StudyConfig
+        from ttscale.run.calibrate import calibrate as run_calibration
+        from ttscale.run.runner import DatasetSelection
+        from ttscale.settings import SearchSettings
 
         settings = SearchSettings(
             temperature=temperature, top_p=top_p, max_step_tokens=max_step_tokens,
@@ -204,10 +204,10 @@ def evaluate(
     try:
         from ttscale.planner import load_plan
         from ttscale.planner.auto import plan_warnings
-        from ttscale.planner.calibrate import StudyConfig, read_half, run_half
         from ttscale.planner.evaluate import evaluate_plan, markdown
         from ttscale.records import write_json_atomic
         from ttscale.rewards import canonical_spec
+        from ttscale.run.calibrate import StudyConfig, read_half, run_half
 
         plan = load_plan(plan_path)
         if plan.source != "calibrated" or "study" not in plan.info:
@@ -303,7 +303,7 @@ def prior(
 def _print_plan(plan, path: Path | None) -> None:
     from rich.table import Table
 
-    from ttscale.summary import format_flops
+    from ttscale.compute import format_flops
 
     policy = plan.policy
     billions = (f"{policy['parameters'] / 1e9:.2f}B" if policy.get("parameters")

@@ -7,7 +7,7 @@ Built-in datasets (sources and licenses in ``ttscale/data/README.md`` and ``LICE
 - ``gsm8k`` (alias ``gsm8k_test``): GSM8K test, 1319 problems;
 - ``gsm8k_train``: GSM8K train, 7473 problems;
 - ``ladder`` (alias ``ladder_test``) and ``ladder_train``: the difficulty ladder's templated
-  word problems (:mod:`ttscale.ladder`), ``level`` = number of operations, every
+  word problems (:mod:`ttscale.datasets.ladder`), ``level`` = number of operations, every
   intermediate quantity in ``quantities``.
 
 ``gsm8k_train`` and ``ladder_train`` are for training and calibration only (:data:`TRAIN_ONLY`).

@@ -5,7 +5,7 @@ search, DVTS, majority vote, or ``auto``: the planner's choice) over the server'
 scorer, and the response's content is the chosen solution.
 
 * ``POST /v1/chat/completions`` and ``POST /v1/completions``: the standard fields, plus the
-  search's settings as extra fields or a model-name prefix (see :mod:`ttscale.server_requests`);
+  search's settings as extra fields or a model-name prefix (see :mod:`ttscale.serve.requests`);
   ``stream`` sends the answer as server-sent events once the search ends;
 * ``GET /v1/models``, ``GET /health`` and ``GET /metrics`` (Prometheus).
 
@@ -26,27 +26,27 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ttscale.api import SolveResult, solve_async
 from ttscale.engines.base import Policy
 from ttscale.errors import ConfigError, ContextLengthError, TTScaleError
-from ttscale.http_common import LOCAL_HOSTS, RequestError, check_api_key, read_body
 from ttscale.planner.auto import AUTO
 from ttscale.planner.plan import Plan, load_plan
 from ttscale.prompts import PromptFormat
 from ttscale.rewards import canonical_spec, load_scorer, scorer_kind
 from ttscale.rewards.base import Scorer
-from ttscale.scheduler import batch_across_calls, batch_scorer_across_calls
+from ttscale.run.scheduler import batch_across_calls, batch_scorer_across_calls
+from ttscale.run.solve import SolveResult, solve_async
 from ttscale.search import METHODS
-from ttscale.search.context import SearchSettings
-from ttscale.server_admission import MAX_RETRY_AFTER_S, AdmissionGate
-from ttscale.server_requests import (
+from ttscale.serve.admission import MAX_RETRY_AFTER_S, AdmissionGate
+from ttscale.serve.http import LOCAL_HOSTS, RequestError, check_api_key, read_body
+from ttscale.serve.requests import (
     SearchRequest,
     ServerDefaults,
     ServerLimits,
     bad,
     parse_request,
 )
-from ttscale.server_responses import Answered, completion_body, event_stream
+from ttscale.serve.responses import Answered, completion_body, event_stream
+from ttscale.settings import SearchSettings
 
 logger = logging.getLogger(__name__)
 
@@ -151,7 +151,7 @@ def create_app(service: SearchService):
     from fastapi.responses import JSONResponse, Response, StreamingResponse
     from starlette.exceptions import HTTPException
 
-    from ttscale.server_metrics import ServerMetrics
+    from ttscale.serve.metrics import ServerMetrics
 
     config = service.config
     gate = AdmissionGate(config.max_running, config.max_waiting)

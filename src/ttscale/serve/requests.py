@@ -15,10 +15,10 @@ import re
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from ttscale.http_common import RequestError
 from ttscale.planner.auto import AUTO
 from ttscale.search import METHODS
-from ttscale.search.aggregate import ANSWER_AGGREGATIONS, STEP_AGGREGATIONS
+from ttscale.serve.http import RequestError
+from ttscale.settings import ANSWER_AGGREGATIONS, STEP_AGGREGATIONS
 
 logger = logging.getLogger(__name__)
 

@@ -1,0 +1,1 @@
+"""The ``ttscale`` command line: one module per command group."""

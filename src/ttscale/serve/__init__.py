@@ -1,0 +1,1 @@
+"""The servers: the OpenAI-compatible TTS server and the PRM server."""
