@@ -81,8 +81,8 @@ PrmDeviceOpt = Annotated[str, typer.Option(help="device of an in-process PRM: cp
                                                 "cuda:N")]
 PrmDtypeOpt = Annotated[str, typer.Option(help="PRM weights: auto (bf16 on GPU, fp32 on CPU), "
                                                "float32, bfloat16, float16")]
-PrmFormatOpt = Annotated[str, typer.Option(help="input format of a PRM behind --prm http://...: "
-                                                "qwen-prm or math-shepherd")]
+PrmFormatOpt = Annotated[str, typer.Option(help="input format of a PRM behind --prm http://... "
+                                                "(one `ttscale prms` lists as servable)")]
 PrmParamsOpt = Annotated[float | None, typer.Option(
     "--prm-params", help="parameter count of a PRM behind --prm http://..., for FLOPs (7e9)")]
 TrustOpt = Annotated[bool, typer.Option(help="let transformers run a checkpoint's own Python "
@@ -119,8 +119,9 @@ def scorer_options(device: str, dtype: str, http_format: str, trust: bool,
                     parameters: float | None = None):
     from ttscale.registry import parse_choice
     from ttscale.rewards import ScorerOptions
+    from ttscale.rewards.http_prm import FORMATS
 
-    parse_choice("PRM format for http", http_format, ("qwen-prm", "math-shepherd"))
+    parse_choice("PRM format for http", http_format, FORMATS)
     return ScorerOptions(device=device, dtype=dtype, trust_remote_code=trust,
                          http_format=http_format,
                          parameters=int(parameters) if parameters else None)

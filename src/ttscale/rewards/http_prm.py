@@ -55,7 +55,8 @@ logger = logging.getLogger(__name__)
 @dataclass(frozen=True)
 class WireFormat:
     """How a format travels: its input text, where its positive label sits in each returned
-    vector, and how to start vLLM for it (for error messages)."""
+    vector, and how to start vLLM for it (for error messages). The formats here are the
+    ones ``ttscale prm serve`` serves too (their scores are read at a step tag)."""
 
     text: Callable[[str, Sequence[str]], str]
     positive: int

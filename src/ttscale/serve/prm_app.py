@@ -21,17 +21,15 @@ import uuid
 from collections.abc import Sequence
 
 from ttscale.errors import ConfigError, TTScaleError
-from ttscale.rewards import math_shepherd, qwen_prm
+from ttscale.rewards import SCORERS
 from ttscale.rewards.hf_prm import HFProcessRewardModel
+from ttscale.rewards.http_prm import FORMATS
 from ttscale.serve.http import LOCAL_HOSTS, RequestError, check_api_key, read_body
 
 logger = logging.getLogger(__name__)
 
-# format name -> (class, index of the positive label in the returned 2-vector)
-SERVED: dict[str, tuple[type[HFProcessRewardModel], int]] = {
-    "qwen-prm": (qwen_prm.QwenMathPRM, qwen_prm.POSITIVE_LABEL),
-    "math-shepherd": (math_shepherd.MathShepherdPRM, math_shepherd.POSITIVE_LABEL),
-}
+# the formats whose scores are read at a step tag: the ones an HTTP PRM client can send
+SERVED = FORMATS
 DEFAULT_MAX_BODY_BYTES = 8 * 2**20
 BAD = "BadRequestError"  # vLLM's error type for a 400
 
@@ -43,7 +41,7 @@ def load_prm(spec: str, *, device: str = "cpu", dtype: str = "auto",
     if name not in SERVED or not path:
         raise ConfigError(f"--prm takes FORMAT:PATH with FORMAT {' or '.join(SERVED)}, e.g. "
                           f"qwen-prm:/models/Qwen2.5-Math-PRM-7B; got {spec!r}")
-    cls = SERVED[name][0]
+    cls = SCORERS.get(name)
     return cls(path, device=device, dtype=dtype, trust_remote_code=trust_remote_code)
 
 
@@ -57,7 +55,7 @@ def create_app(prm: HFProcessRewardModel, model_name: str, *, api_key: str | Non
     if prm.format_name not in SERVED:
         raise ConfigError(f"the PRM server serves the {' and '.join(SERVED)} formats, whose "
                           f"scores are read at a step tag; not {prm.format_name}")
-    positive = SERVED[prm.format_name][1]
+    positive = SERVED[prm.format_name].positive
     max_len = getattr(prm.backbone.config, "max_position_embeddings", None)
     # one batch at a time: concurrent passes would only compete for the same device memory
     lock = threading.Lock()
