@@ -566,6 +566,13 @@ class TestRegistry:
     def dispatch(name, n, width=2):
         policy, scorer = ScriptedPolicy(Stepper(answer_depth=2)), ScriptedScorer()
         ctx = make_ctx(policy, scorer, width=width, temperature=0.7)
+        if METHODS[name].chooses:  # auto asks a planner: the prior rules for this policy
+            from ttscale.planner import prior_plan
+            from ttscale.planner.auto import PlanChooser
+
+            info = policy.info
+            ctx.chooser = PlanChooser(prior_plan(info.parameters, info.name, "scripted", width),
+                                      "scripted")
         return run(get_method(name).run(ctx, n)), policy, scorer
 
     @pytest.mark.parametrize("name", sorted(METHODS))
@@ -593,6 +600,9 @@ class TestRegistry:
     def test_pooled_methods_answer_as_the_first_samples_of_a_larger_pool(self, name):
         # the runner does not run a pooled method: it answers from the first N samples of one
         # pool drawn for the largest budget, which must be what the method would have drawn
+        if METHODS[name].chooses:  # draws as the method it picks does: the runner never pools it
+            assert not METHODS[name].pooled
+            return
         result, policy, _ = self.dispatch(name, 4)
         pool_policy = ScriptedPolicy(Stepper(answer_depth=2))
         pool = run(sample_solutions(make_ctx(pool_policy, temperature=0.7), 8))

@@ -1,5 +1,6 @@
-"""``--method auto``: probe the problem, predict its difficulty bin, and run what the plan
-chooses for that bin and budget, reusing the probe's samples.
+"""``--method auto``'s chooser: probe the problem, predict its difficulty bin, and pick what
+the plan chooses for that bin and budget; the chosen method (run by ``search``'s ``auto``)
+reuses the probe's samples.
 
 The probe's ``p`` samples are the first ``p`` of the problem's sample streams and count toward
 the budget: Best-of-N and majority vote at ``n >= p`` draw only samples ``p..n-1`` and answer
@@ -9,53 +10,76 @@ take the probe's first steps as ``p`` of their first round's ``n`` samples."""
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 
-from ttscale.planner.plan import Decision, Plan, prior_plan
+from ttscale.planner.plan import Plan, prior_plan
 from ttscale.planner.probe import ProbeFeatures, probe_features
-from ttscale.search import METHODS
+from ttscale.search import Choice, SearchContext, SearchResult, solve
 from ttscale.search.aggregate import aggregate_step_scores
-from ttscale.search.beam_search import grouped_beam_search
 from ttscale.search.best_of_n import sample_solutions, score_candidates
-from ttscale.search.context import SearchContext
-from ttscale.search.result import Candidate, SearchResult
+from ttscale.search.result import Candidate
 from ttscale.settings import SearchSettings
 
 AUTO = "auto"
 
 
+@dataclass(frozen=True)
+class AutoDecision:
+    """What the planner chose for one problem and why, as the run record stores it."""
+
+    plan_source: str
+    plan_identity: dict
+    predicted_bin: str
+    predictor: str
+    probe: ProbeFeatures
+    probe_nodes: tuple[int, ...]
+    decision: dict
+
+    def to_dict(self) -> dict:
+        return {"plan": self.plan_source, "plan_identity": self.plan_identity,
+                "predicted_bin": self.predicted_bin, "predictor": self.predictor,
+                "probe": {**self.probe.to_dict(), "nodes": list(self.probe_nodes)},
+                **self.decision}
+
+
+@dataclass(frozen=True)
+class PlanChooser:
+    """Chooses by ``plan``; ``scorer_spec`` names the scorer in use as plans do
+    (``confidence``, ``qwen-prm:PATH``); a calibrated plan for another policy or scorer gives
+    way to the prior rules."""
+
+    plan: Plan
+    scorer_spec: str | None
+    dataset: str | None = None
+
+    async def choose(self, ctx: SearchContext, budget: int) -> Choice:
+        info = ctx.policy.info
+        plan = self.plan
+        notes = plan_warnings(plan, info.name, info.parameters, self.scorer_spec)
+        if notes and plan.source == "calibrated":
+            plan = prior_plan(info.parameters, info.name, plan.scorer, plan.width,
+                              plan.probe_size, self.dataset)
+        probe = await sample_solutions(ctx, min(plan.probe_size, budget))
+        if ctx.scorer is not None:
+            probe = await score_candidates(ctx, probe)
+        features = _features(ctx, probe)
+        difficulty = plan.predictor.predict(features)
+        decision = plan.decide(difficulty, budget, parameters=info.parameters,
+                               model_name=info.name, dataset=self.dataset, notes=notes)
+        explanation = AutoDecision(self.plan.source, self.plan.identity, difficulty,
+                                   plan.predictor.source, features,
+                                   tuple(c.node_id for c in probe), decision.to_dict())
+        return Choice(decision.method, decision.n, decision.width, tuple(probe), explanation)
+
+
 async def auto_search(ctx: SearchContext, budget: int, plan: Plan, *,
                       scorer_spec: str | None, dataset: str | None = None
                       ) -> tuple[SearchResult, dict]:
-    """The chosen method's result (named ``auto``) and what was chosen and why.
-    ``scorer_spec`` names the scorer in ``ctx`` as plans do (``confidence``, ``qwen-prm:PATH``)."""
-    if budget < 1:
-        raise ValueError(f"the budget must be at least 1, got {budget}")
-    info = ctx.policy.info
-    notes = plan_warnings(plan, info.name, info.parameters, scorer_spec)
-    source_plan = plan
-    if notes and plan.source == "calibrated":
-        plan = prior_plan(info.parameters, info.name, plan.scorer, plan.width, plan.probe_size,
-                          dataset)
-    probe_size = min(plan.probe_size, budget)
-    probe = await sample_solutions(ctx, probe_size)
-    if ctx.scorer is not None:
-        probe = await score_candidates(ctx, probe)
-    features = _features(ctx, probe)
-    difficulty = plan.predictor.predict(features)
-    decision = plan.decide(difficulty, budget, parameters=info.parameters,
-                           model_name=info.name, dataset=dataset, notes=notes)
-    candidates = await _run_choice(ctx, decision, probe)
-    result = SearchResult(AUTO, budget, decision.width, tuple(candidates), ctx.tree, ctx.ledger)
-    return result, {
-        "plan": source_plan.source,
-        "plan_identity": source_plan.identity,
-        "predicted_bin": difficulty,
-        "predictor": plan.predictor.source,
-        "probe": {**features.to_dict(),
-                  "nodes": [c.node_id for c in probe]},
-        **decision.to_dict(),
-    }
+    """``auto`` under ``plan``: the chosen method's result (named ``auto``) and what was
+    chosen and why."""
+    chooser = PlanChooser(plan, scorer_spec, dataset)
+    result = await solve(replace(ctx, chooser=chooser), AUTO, budget)
+    return result, result.choice.to_dict()
 
 
 def plan_warnings(plan: Plan, model_name: str, parameters: int | None,
@@ -115,28 +139,3 @@ def _features(ctx: SearchContext, probe: list[Candidate]) -> ProbeFeatures:
     scores = [aggregate_step_scores(c.step_scores or (), ctx.settings.step_aggregation)
               for c in probe] if scored else None
     return probe_features([c.answer for c in probe], scores)
-
-
-async def _run_choice(ctx: SearchContext, decision: Decision, probe: list[Candidate]
-                      ) -> list[Candidate]:
-    method, n = decision.method, decision.n
-    spec = METHODS[method]
-    if spec.pooled:
-        pool = list(probe[:n])
-        if n > len(probe):
-            pool += await sample_solutions(ctx, n - len(probe), first_sample=len(probe))
-        if method != "bon" or ctx.scorer is None:
-            return [replace(c, step_scores=None) for c in pool]
-        if ctx.scorer.pointwise:  # the probe's scores stand; score the new samples only
-            fresh = [c for c in pool if c.step_scores is None]
-            scored = iter(await score_candidates(ctx, fresh))
-            return [c if c.step_scores is not None else next(scored) for c in pool]
-        return await score_candidates(ctx, [replace(c, step_scores=None) for c in pool])
-    width = decision.width or ctx.settings.width
-    search_ctx = replace(ctx, settings=replace(ctx.settings, width=width))  # same tree, ledger
-    if method == "beam":
-        return await grouped_beam_search(search_ctx, 1, n // width, width, reuse=probe)
-    if method == "dvts":
-        return await grouped_beam_search(search_ctx, n // width, 1, width, reuse=probe)
-    result = await spec.run(search_ctx, n)  # a method that cannot reuse the probe
-    return list(result.candidates)

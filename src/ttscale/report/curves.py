@@ -17,6 +17,7 @@ from ttscale.planner.difficulty import (
 )
 from ttscale.report.runs import RunData
 from ttscale.report.summary import method_rank
+from ttscale.search import METHODS
 from ttscale.stats import Estimate, bootstrap_mean
 
 logger = logging.getLogger(__name__)
@@ -24,7 +25,8 @@ logger = logging.getLogger(__name__)
 ALL = "all"
 PASS = "pass@N"
 MAJORITY = "majority@N"
-POOLED_METHODS = ("bon", "majority")  # independent samples: the basis of pass@1 and pass@N
+# independent samples, answered from one pool: the basis of pass@1 and pass@N
+POOLED_METHODS = tuple(name for name, spec in METHODS.items() if spec.pooled)
 
 
 @dataclass(frozen=True)

@@ -7,12 +7,13 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from ttscale.compute import format_flops
+from ttscale.search import METHODS
 
-METHOD_ORDER = ("greedy", "majority", "bon", "beam", "dvts", "auto")
+METHOD_ORDER = tuple(METHODS)  # the registry's order
 
 
 def method_rank(method: str) -> tuple[int, str]:
-    """Sort key of a method: the order of METHOD_ORDER, unknown methods last by name."""
+    """Sort key of a method: the registry's order, unknown methods last by name."""
     return (METHOD_ORDER.index(method) if method in METHOD_ORDER else 99, method)
 
 

@@ -62,8 +62,10 @@ class StudyConfig:
 
     def __post_init__(self) -> None:
         parse_binning(self.bins)
-        if "auto" in self.methods:
-            raise ConfigError("a calibration measures fixed methods; drop 'auto' from --methods")
+        choosers = [m for m in self.methods if m in METHODS and METHODS[m].chooses]
+        if choosers:
+            raise ConfigError(f"a calibration measures fixed methods; drop "
+                              f"{', '.join(map(repr, choosers))} from --methods")
         if self.probe_size < 1 or self.difficulty_samples < 1 or self.min_problems < 1:
             raise ConfigError("--probe, --difficulty-samples and --min-problems must be at "
                               "least 1")

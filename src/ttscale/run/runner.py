@@ -17,7 +17,7 @@ import json
 import logging
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from ttscale import __version__
@@ -25,7 +25,7 @@ from ttscale.compute import Ledger, TokenCount
 from ttscale.datasets import TRAIN_ONLY, Problem, load_dataset
 from ttscale.engines.base import CacheClearing, ModelInfo, Policy
 from ttscale.errors import ConfigError, RunStateError
-from ttscale.planner.auto import AUTO, auto_search, plan_notices
+from ttscale.planner.auto import PlanChooser, plan_notices
 from ttscale.planner.plan import Plan, prior_plan
 from ttscale.prompts import PromptFormat
 from ttscale.records import (
@@ -38,10 +38,8 @@ from ttscale.records import (
 from ttscale.rewards.base import Scorer
 from ttscale.run.evaluation import build_record, record_key
 from ttscale.run.scheduler import batch_across_calls, batch_scorer_across_calls, solve_concurrently
-from ttscale.search import METHODS, get_method
-from ttscale.search.beam_search import check_budget
-from ttscale.search.best_of_n import sample_solutions, score_candidates
-from ttscale.search.context import SearchContext
+from ttscale.search import SearchContext, get_method
+from ttscale.search import solve_jobs as search_jobs
 from ttscale.settings import SearchSettings
 
 logger = logging.getLogger(__name__)
@@ -89,15 +87,14 @@ class RunConfig:
                 raise ConfigError(f"budgets were given for {method}, which is not among the "
                                   f"methods {', '.join(self.methods)}")
         for name in self.methods:
-            if name == AUTO:
+            spec = get_method(name)
+            if spec.chooses:
                 if self.scorer == "none":
-                    raise ConfigError("method auto chooses among scored searches; give a "
+                    raise ConfigError(f"method {name} chooses among scored searches; give a "
                                       "scorer (--prm) instead of none")
                 continue
-            spec = get_method(name)
-            if spec.uses_width:
-                for n in self.budgets_of(name):
-                    check_budget(n, self.settings.width)
+            for n in self.budgets_of(name):
+                spec.check_budget(n, self.settings.width)
             if spec.uses_scorer and self.scorer == "none":
                 raise ConfigError(f"method {name} needs a scorer; drop --prm none or use "
                                   "--method majority")
@@ -106,10 +103,11 @@ class RunConfig:
         return dict(self.method_budgets).get(method, self.budgets)
 
     def jobs(self) -> list[tuple[str, int]]:
-        """(method, budget) pairs, greedy once at budget 1."""
+        """(method, budget) pairs; a method of fixed budget (greedy) once, at that budget."""
         jobs: list[tuple[str, int]] = []
         for method in self.methods:
-            budgets = (1,) if method == "greedy" else sorted(set(self.budgets_of(method)))
+            fixed = get_method(method).fixed_budget
+            budgets = (fixed,) if fixed else sorted(set(self.budgets_of(method)))
             jobs += [(method, n) for n in budgets]
         return jobs
 
@@ -127,7 +125,7 @@ def fingerprint(config: RunConfig, info: ModelInfo, prompt: PromptFormat,
         "policy": {"name": info.name, "parameters": info.parameters,
                    **{k: v for k, v in info.extra.items() if k != "path"}},
     }
-    if AUTO in config.methods and plan is not None:
+    if plan is not None and _chooses(config):
         identity["plan"] = plan.identity  # auto records depend on the plan
     return json.loads(json.dumps(identity))  # as it reads back from the manifest
 
@@ -203,11 +201,11 @@ def open_run(config: RunConfig, info: ModelInfo, run_dir: Path, prompt: PromptFo
     same folder."""
     problems = config.dataset.load()
     settings = prompt.apply(config.settings)
-    if AUTO in config.methods:
+    for method in [m for m in config.methods if get_method(m).chooses]:
         plan = plan or prior_plan(info.parameters, info.name, config.scorer, settings.width)
-        for notice in plan_notices(plan, config.budgets_of(AUTO), info.name, info.parameters,
+        for notice in plan_notices(plan, config.budgets_of(method), info.name, info.parameters,
                                    config.scorer, config.settings):
-            logger.warning("method auto: %s", notice)
+            logger.warning("method %s: %s", method, notice)
     identity = fingerprint(config, info, prompt, plan)
     run_dir.mkdir(parents=True, exist_ok=True)
     previous = _check_manifest(run_dir, identity)
@@ -332,94 +330,26 @@ async def solve_jobs(
     plan: Plan | None = None,
 ) -> list[dict]:
     """Every record one problem still needs."""
-    records: list[dict] = []
-    for _, budget in [job for job in jobs if job[0] == AUTO]:
-        if plan is None:
-            raise ConfigError("method auto needs a plan")
-        records.append(await _solve_auto(problem, budget, policy, scorer, scorer_name,
-                                         settings, prompt, plan))
-    jobs = [job for job in jobs if job[0] != AUTO]
-    pooled = [(m, n) for m, n in jobs if METHODS[m].pooled]
-    if pooled:
-        records += await _solve_pooled(problem, pooled, policy, scorer, scorer_name, settings,
-                                       prompt)
-    for method, n in jobs:
-        spec = METHODS[method]
-        if spec.pooled:
-            continue
-        ctx = _context(problem, policy, scorer if spec.uses_scorer else None, settings, prompt)
-        started = time.perf_counter()
-        result = await spec.run(ctx, n)
-        records.append(build_record(
-            problem=problem, method=method, n=n, width=result.width,
+    ctx = SearchContext(
+        problem=problem.problem, prompt=prompt.render(problem.problem), policy=policy,
+        scorer=scorer, settings=settings, ledger=Ledger(policy.info.parameters, None),
+        chooser=PlanChooser(plan, scorer_name, problem.dataset) if plan is not None else None)
+    records = []
+    for job in await search_jobs(ctx, jobs):
+        spec, result = get_method(job.method), job.result
+        record = build_record(
+            problem=problem, method=job.method, n=job.n, width=result.width,
             scorer_name=scorer_name if spec.uses_scorer else None, settings=settings,
             candidates=result.candidates, tree=result.tree, ledger=result.ledger,
-            seconds=time.perf_counter() - started, pooled=False))
+            seconds=job.seconds, pooled=job.pool_size is not None, pool_size=job.pool_size)
+        if result.choice is not None:
+            record["plan"] = result.choice.to_dict()
+        records.append(record)
     return records
 
 
-async def _solve_auto(problem, budget, policy, scorer, scorer_name, settings, prompt, plan):
-    ctx = _context(problem, policy, scorer, settings, prompt)
-    started = time.perf_counter()
-    result, decision = await auto_search(ctx, budget, plan, scorer_spec=scorer_name,
-                                         dataset=problem.dataset)
-    record = build_record(
-        problem=problem, method=AUTO, n=budget, width=result.width, scorer_name=scorer_name,
-        settings=settings, candidates=result.candidates, tree=result.tree,
-        ledger=result.ledger, seconds=time.perf_counter() - started, pooled=False)
-    record["plan"] = decision
-    return record
-
-
-def _context(problem, policy, scorer, settings, prompt) -> SearchContext:
-    return SearchContext(
-        problem=problem.problem, prompt=prompt.render(problem.problem), policy=policy,
-        scorer=scorer, settings=settings,
-        ledger=Ledger(policy.info.parameters, getattr(scorer, "parameters", None)))
-
-
-async def _solve_pooled(problem, jobs, policy, scorer, scorer_name, settings, prompt):
-    """Majority vote and Best-of-N at every budget from one pool of samples."""
-    pool_size = max(n for _, n in jobs)
-    ctx = _context(problem, policy, scorer, settings, prompt)
-    started = time.perf_counter()
-    pool = await sample_solutions(ctx, pool_size)
-    sample_seconds = time.perf_counter() - started
-    needs_scores = scorer is not None and any(m == "bon" for m, _ in jobs)
-    scored, score_seconds = pool, 0.0
-    if needs_scores and scorer.pointwise:
-        started = time.perf_counter()
-        scored = await score_candidates(ctx, pool)
-        score_seconds = time.perf_counter() - started
-    total_steps = sum(len(c.steps) for c in pool) or 1
-    records = []
-    for method, n in sorted(jobs, key=lambda job: (job[1], job[0])):
-        share = n / pool_size
-        subset = pool[:n]
-        ledger = Ledger(policy.info.parameters, getattr(scorer, "parameters", None))
-        ledger.policy = TokenCount.total(c.policy_tokens or TokenCount() for c in subset)
-        ledger.policy_calls = 1
-        seconds = sample_seconds * share
-        if method == "bon" and scorer is not None:
-            if scorer.pointwise:
-                subset = scored[:n]
-                steps = sum(len(c.steps) for c in subset)
-                whole = ctx.ledger.scorer
-                ledger.scorer = TokenCount(*(round(v * steps / total_steps) for v in (
-                    whole.prompt, whole.cached_prompt, whole.generated)))
-                ledger.scorer_calls = 1
-                seconds += score_seconds * steps / total_steps
-            else:  # scores depend on the whole batch: score this subset on its own
-                sub_ctx = replace(ctx, ledger=ledger)
-                started = time.perf_counter()
-                subset = await score_candidates(sub_ctx, subset)
-                seconds += time.perf_counter() - started
-        records.append(build_record(
-            problem=problem, method=method, n=n, width=None,
-            scorer_name=scorer_name if method == "bon" else None, settings=settings,
-            candidates=subset, tree=ctx.tree, ledger=ledger, seconds=seconds, pooled=True,
-            pool_size=pool_size))
-    return records
+def _chooses(config: RunConfig) -> bool:
+    return any(get_method(m).chooses for m in config.methods)
 
 
 def _versions() -> dict[str, str]:

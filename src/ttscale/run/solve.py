@@ -11,12 +11,13 @@ from ttscale.compute import Ledger
 from ttscale.datasets import Problem
 from ttscale.engines import EngineSpec, load_policy
 from ttscale.engines.base import Policy
-from ttscale.planner.auto import AUTO, auto_search
+from ttscale.planner.auto import PlanChooser
 from ttscale.planner.plan import Plan, load_plan, prior_plan
 from ttscale.prompts import PromptFormat
 from ttscale.rewards import canonical_spec, load_scorer
 from ttscale.rewards.base import Scorer
 from ttscale.search import get_method
+from ttscale.search import solve as solve_method
 from ttscale.search.aggregate import choose
 from ttscale.search.context import SearchContext
 from ttscale.settings import SearchSettings
@@ -60,29 +61,21 @@ async def solve_async(
 ) -> SolveResult:
     """``solve`` inside a running event loop, with a loaded policy. ``keep`` asks for the
     ``keep`` best distinct solutions in ``SolveResult.ranked``."""
-    auto = method == AUTO
-    uses_scorer = True if auto else get_method(method).uses_scorer
+    spec = get_method(method)
     scorer_spec = canonical_spec(scorer) if isinstance(scorer, str) else getattr(
         scorer, "name", None)
     scorer_obj = load_scorer(scorer, policy=policy) if isinstance(scorer, str) else scorer
-    if auto and scorer_obj is None:
-        raise ValueError('method="auto" chooses among scored searches; give a scorer')
+    if spec.chooses and scorer_obj is None:
+        raise ValueError(f'method="{method}" chooses among scored searches; give a scorer')
     prompt = prompt or PromptFormat()
     settings = prompt.apply(settings or SearchSettings())
     ctx = SearchContext(
         problem=problem, prompt=prompt.render(problem), policy=policy,
-        scorer=scorer_obj if uses_scorer else None, settings=settings,
-        ledger=Ledger(policy.info.parameters, getattr(scorer_obj, "parameters", None)))
-    decision = None
-    if auto:
-        if plan is None:
-            plan = prior_plan(policy.info.parameters, policy.info.name, scorer_spec,
-                              settings.width)
-        elif not isinstance(plan, Plan):
-            plan = load_plan(Path(plan))
-        result, decision = await auto_search(ctx, n, plan, scorer_spec=scorer_spec)
-    else:
-        result = await get_method(method).run(ctx, n)
+        scorer=scorer_obj if spec.uses_scorer else None, settings=settings,
+        ledger=Ledger(policy.info.parameters, getattr(scorer_obj, "parameters", None)),
+        chooser=_chooser(plan, policy, scorer_spec, settings) if spec.chooses else None)
+    result = await solve_method(ctx, method, n)
+    decision = result.choice.to_dict() if result.choice is not None else None
     selection, scores = choose(result.candidates, settings.step_aggregation,
                                settings.answer_aggregation)
     if selection.index is None:
@@ -94,6 +87,17 @@ async def solve_async(
         score=scores[selection.index] if chosen.step_scores is not None else None,
         method=method, n=n, candidates=len(result.candidates), ledger=ctx.ledger.to_dict(),
         plan=decision, ranked=_ranked(result.candidates, selection.index, scores, keep))
+
+
+def _chooser(plan: Plan | str | Path | None, policy: Policy, scorer_spec: str | None,
+             settings: SearchSettings) -> PlanChooser:
+    """The planner that ``auto`` asks: ``plan`` (a Plan or a plan file), else the prior rules
+    for the policy's size."""
+    if plan is None:
+        plan = prior_plan(policy.info.parameters, policy.info.name, scorer_spec, settings.width)
+    elif not isinstance(plan, Plan):
+        plan = load_plan(Path(plan))
+    return PlanChooser(plan, scorer_spec)
 
 
 def _ranked(candidates, chosen: int, scores: list[float], keep: int) -> tuple[Solution, ...]:

@@ -205,5 +205,6 @@ async def grouped_beam_search(
 async def beam_search(ctx: SearchContext, n: int) -> SearchResult:
     width = ctx.settings.width
     check_budget(n, width)
-    candidates = await grouped_beam_search(ctx, groups=1, keep=n // width, width=width)
+    candidates = await grouped_beam_search(ctx, groups=1, keep=n // width, width=width,
+                                           reuse=ctx.reuse)
     return SearchResult("beam", n, width, tuple(candidates), ctx.tree, ctx.ledger)

@@ -57,15 +57,30 @@ async def score_candidates(ctx: SearchContext, candidates: list[Candidate]) -> l
     return scored
 
 
+async def reuse_or_sample(ctx: SearchContext, n: int) -> list[Candidate]:
+    """N whole solutions: the context's reusable ones first (``ctx.reuse``: a shared pool, or
+    the planner's probe), then fresh samples that continue the root's streams after them."""
+    pool = list(ctx.reuse[:n])
+    if n > len(pool):
+        pool += await sample_solutions(ctx, n - len(pool), first_sample=len(pool))
+    return pool
+
+
 async def best_of_n(ctx: SearchContext, n: int) -> SearchResult:
-    candidates = await sample_solutions(ctx, n)
-    if ctx.scorer is not None:
-        candidates = await score_candidates(ctx, candidates)
+    candidates = await reuse_or_sample(ctx, n)
+    if ctx.scorer is not None and ctx.scorer.pointwise:
+        # reused solutions keep their scores: score the new ones only
+        fresh = [c for c in candidates if c.step_scores is None]
+        scored = iter(await score_candidates(ctx, fresh))
+        candidates = [c if c.step_scores is not None else next(scored) for c in candidates]
+    elif ctx.scorer is not None:  # scores depend on the whole batch: score these together
+        candidates = await score_candidates(
+            ctx, [replace(c, step_scores=None) for c in candidates])
     return SearchResult("bon", n, None, tuple(candidates), ctx.tree, ctx.ledger)
 
 
 async def majority_vote(ctx: SearchContext, n: int) -> SearchResult:
-    candidates = await sample_solutions(ctx, n)
+    candidates = [replace(c, step_scores=None) for c in await reuse_or_sample(ctx, n)]
     return SearchResult("majority", n, None, tuple(candidates), ctx.tree, ctx.ledger)
 
 

@@ -4,7 +4,8 @@ tree it grows and the ledger that charges every call. Methods see engines only t
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING, Protocol
 
 from ttscale.compute import Ledger, TokenCount
 from ttscale.engines.base import Continuation, Policy
@@ -13,6 +14,27 @@ from ttscale.rewards.base import Scorer, check_scores
 from ttscale.search.tree import Tree
 from ttscale.settings import SearchSettings
 from ttscale.steps import Step
+
+if TYPE_CHECKING:
+    from ttscale.search.result import Candidate
+
+
+@dataclass(frozen=True)
+class Choice:
+    """What a chooser picked for one problem: a method and its budget (and width), the
+    samples it drew to decide (the chosen method reuses them), and why."""
+
+    method: str
+    n: int
+    width: int | None
+    reuse: tuple[Candidate, ...]
+    explanation: object  # has to_dict(): what the run record stores
+
+
+class MethodChooser(Protocol):
+    """Chooses the method for one problem within a budget (the planner implements it)."""
+
+    async def choose(self, ctx: SearchContext, budget: int) -> Choice: ...
 
 
 @dataclass
@@ -24,6 +46,17 @@ class SearchContext:
     settings: SearchSettings
     ledger: Ledger
     tree: Tree = field(default_factory=Tree)
+    # whole solutions already sampled from the root (its sample streams 0..k-1): a method may
+    # take them as its first samples instead of drawing them again
+    reuse: tuple[Candidate, ...] = ()
+    # what ``auto`` asks which method to run (the planner); None where no plan is given
+    chooser: MethodChooser | None = None
+
+    def fresh(self, scorer: Scorer | None) -> SearchContext:
+        """A context for another search of the same problem: its own tree and ledger."""
+        return replace(self, scorer=scorer, tree=Tree(), reuse=(),
+                       ledger=Ledger(self.policy.info.parameters,
+                                     getattr(scorer, "parameters", None)))
 
     def prefix(self, steps: Sequence[Step]) -> str:
         """The policy's input to continue a partial solution."""

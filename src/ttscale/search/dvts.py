@@ -12,5 +12,6 @@ from ttscale.search.result import SearchResult
 async def dvts(ctx: SearchContext, n: int) -> SearchResult:
     width = ctx.settings.width
     check_budget(n, width)
-    candidates = await grouped_beam_search(ctx, groups=n // width, keep=1, width=width)
+    candidates = await grouped_beam_search(ctx, groups=n // width, keep=1, width=width,
+                                           reuse=ctx.reuse)
     return SearchResult("dvts", n, width, tuple(candidates), ctx.tree, ctx.ledger)

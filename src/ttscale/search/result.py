@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import cached_property
+from typing import Protocol
 
 from ttscale.compute import Ledger, TokenCount
 from ttscale.grading import extract_answer
@@ -39,6 +40,14 @@ class SearchResult:
     candidates: tuple[Candidate, ...]
     tree: Tree
     ledger: Ledger
+    # a method that chose another one for this problem (auto) says what it chose and why
+    choice: Explanation | None = None
+
+
+class Explanation(Protocol):
+    """A method's account of a choice it made, as the run record stores it."""
+
+    def to_dict(self) -> dict: ...
 
 
 def candidate_from_leaf(
