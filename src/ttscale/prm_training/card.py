@@ -47,14 +47,21 @@ def _label_source(methods: list[str]) -> str:
 
 def head_card(manifest: dict, evaluation: dict | None) -> str:
     """The Markdown card of a head."""
+    lines = [*_intro(manifest), *_data_section(manifest), *_step_level_section(manifest),
+             *_search_section((evaluation or {}).get("search")),
+             "## Use",
+             "",
+             f"`--prm {manifest['name']}` with the model it was trained on; any other base "
+             "model is refused (its GGUF fingerprint is checked).",
+             ""]
+    return "\n".join(lines)
+
+
+def _intro(manifest: dict) -> list[str]:
     base = manifest["base_model"]
-    data = manifest["data"]
-    valid = manifest["validation"]
     hidden = manifest["head"]["hidden"]
     shape = f"an MLP with {hidden} hidden units" if hidden else "a linear layer"
-    methods = ", ".join(manifest["label_method"]["methods"])
-    all_exact = all(_exact(m) for m in manifest["label_method"]["methods"])
-    lines = [
+    return [
         f"# {manifest['name']}",
         "",
         f"A process reward model for **{base['name']}** ({base['file']}, {base['parameters']:,}"
@@ -64,6 +71,12 @@ def head_card(manifest: dict, evaluation: dict | None) -> str:
         "",
         f"Format: {manifest['format']}.",
         "",
+    ]
+
+
+def _data_section(manifest: dict) -> list[str]:
+    data = manifest["data"]
+    lines = [
         "## Data",
         "",
         "| labels | dataset | problems | with labelled steps | samples | rollouts | screen "
@@ -79,13 +92,21 @@ def head_card(manifest: dict, evaluation: dict | None) -> str:
                      f"| {settings.get('samples', '?')} | {rollouts} "
                      f"| {settings.get('screen', 0) or 'no'} "
                      f"| {settings.get('max_solution_tokens', '?')} |")
-    lines += [
+    methods = ", ".join(manifest["label_method"]["methods"])
+    return lines + [
         "",
         f"Label: {manifest['label_method']['kind']} ({methods}). Problems were split, not "
         "steps: "
         f"{len(data['training_problems'])} for training, {len(data['validation_problems'])} "
         "held out for validation.",
         "",
+    ]
+
+
+def _step_level_section(manifest: dict) -> list[str]:
+    valid = manifest["validation"]
+    all_exact = all(_exact(m) for m in manifest["label_method"]["methods"])
+    return [
         "## Step level (held-out validation problems)",
         "",
         ("| steps | problems | AUROC, step right | AUROC, label >= 0.5 "
@@ -98,35 +119,30 @@ def head_card(manifest: dict, evaluation: dict | None) -> str:
         f"| {valid['bce']:.4f} | {valid['bce_of_the_mean']:.4f} |",
         "",
     ]
-    search = (evaluation or {}).get("search")
-    if search:
-        lines += [
-            f"## Search on GSM8K test (problems {search['offset']}–"
-            f"{search['offset'] + search['limit'] - 1}, N={search['budget']}, "
-            f"M={search['width']})",
-            "",
-            "Accuracy with a 95 % bootstrap interval over problems; the difference to "
-            "majority vote is paired by problem. Pass@N is the share of problems where one of "
-            "the search's candidates was right: what a perfect verifier would have reached.",
-            "",
-            "| search | problems | accuracy | minus majority vote | pass@N |",
-            "|---|---|---|---|---|",
-        ]
-        for row in search["rows"]:
-            difference = row.get("minus_majority")
-            reachable = row.get("pass_at_n")
-            lines.append(f"| {row['search']} | {row['problems']} | {_pct(row['accuracy'])} "
-                         f"| {_signed(difference) if difference else '—'} "
-                         f"| {_pct(reachable) if reachable else '—'} |")
-        lines += ["", _verdict(search), ""]
-    lines += [
-        "## Use",
+
+
+def _search_section(search: dict | None) -> list[str]:
+    if not search:
+        return []
+    lines = [
+        f"## Search on GSM8K test (problems {search['offset']}–"
+        f"{search['offset'] + search['limit'] - 1}, N={search['budget']}, "
+        f"M={search['width']})",
         "",
-        f"`--prm {manifest['name']}` with the model it was trained on; any other base model "
-        "is refused (its GGUF fingerprint is checked).",
+        "Accuracy with a 95 % bootstrap interval over problems; the difference to "
+        "majority vote is paired by problem. Pass@N is the share of problems where one of "
+        "the search's candidates was right: what a perfect verifier would have reached.",
         "",
+        "| search | problems | accuracy | minus majority vote | pass@N |",
+        "|---|---|---|---|---|",
     ]
-    return "\n".join(lines)
+    for row in search["rows"]:
+        difference = row.get("minus_majority")
+        reachable = row.get("pass_at_n")
+        lines.append(f"| {row['search']} | {row['problems']} | {_pct(row['accuracy'])} "
+                     f"| {_signed(difference) if difference else '—'} "
+                     f"| {_pct(reachable) if reachable else '—'} |")
+    return lines + ["", _verdict(search), ""]
 
 
 def _verdict(search: dict) -> str:

@@ -21,6 +21,7 @@ from ttscale.errors import ConfigError
 from ttscale.prm_training.labels import read_labels
 from ttscale.prm_training.train import metrics, step_table
 from ttscale.records import write_json_atomic
+from ttscale.settings import SearchSettings
 from ttscale.stats import bootstrap_mean, paired_difference
 
 logger = logging.getLogger(__name__)
@@ -49,15 +50,14 @@ class SearchArm:
 
 def search_accuracy(policy, prompt, head_spec: str, out_dir: Path, *, limit: int,
                     methods: tuple[str, ...] = ("bon", "beam"), offset: int = 0,
-                    budget: int = 16, width: int = 4, parallel: int = 4,
-                    seed: int = 0, max_step_tokens: int = 64, max_depth: int = 10,
+                    budget: int = 16, width: int = SearchSettings.width, parallel: int = 4,
+                    seed: int = SearchSettings.seed, max_step_tokens: int = 64, max_depth: int = 10,
                     max_solution_tokens: int = 256) -> dict:
     """Runs ``methods`` (Best-of-N, beam search, DVTS) with the head and with the policy's
     confidence, and majority vote, on GSM8K test; returns the accuracy table with
     intervals."""
     from ttscale.rewards import load_scorer
     from ttscale.run.runner import DatasetSelection, RunConfig, run
-    from ttscale.settings import SearchSettings
 
     settings = SearchSettings(max_step_tokens=max_step_tokens, max_depth=max_depth,
                               max_solution_tokens=max_solution_tokens, width=width, seed=seed)

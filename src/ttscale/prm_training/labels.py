@@ -79,10 +79,10 @@ METHOD_DESCRIPTIONS = {
 class LabelSettings:
     samples: int = 4  # solutions sampled per problem
     rollouts: int = 4  # completions per step prefix
-    temperature: float = 0.7
-    top_p: float = 1.0
-    max_solution_tokens: int = 256
-    seed: int = 0
+    temperature: float = SearchSettings.temperature
+    top_p: float = SearchSettings.top_p
+    max_solution_tokens: int = 256  # labelled solutions are short: rollouts cost per step
+    seed: int = SearchSettings.seed
     screen: int = 0  # solutions sampled to screen a problem first; 0: no screening
 
     def __post_init__(self) -> None:

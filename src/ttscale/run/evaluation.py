@@ -67,17 +67,7 @@ def build_record(
             graded[answer] = grade(answer, problem.answer)
     step_mode, answer_mode = settings.step_aggregation, settings.answer_aggregation
     selection, solution_scores = choose(candidates, step_mode, answer_mode)
-    by_aggregation = {}
     scored = bool(candidates) and all(c.step_scores is not None for c in candidates)
-    combos = [("-", "majority")] + ([(s, a) for s in STEP_AGGREGATIONS
-                                     for a in ANSWER_AGGREGATIONS if a != "majority"]
-                                    if scored else [])
-    for s_mode, a_mode in combos:
-        chosen, _ = choose(candidates, s_mode, a_mode)
-        by_aggregation[f"{s_mode}/{a_mode}"] = {
-            "answer": chosen.answer,
-            "correct": bool(graded.get(chosen.answer, False)) if chosen.answer else False,
-        }
     answer = selection.answer
     return {
         "version": RECORD_VERSION,
@@ -98,23 +88,40 @@ def build_record(
         "selected": selection.index,
         "votes": selection.votes,
         "pass_at_n": any(graded.get(c.answer, False) for c in candidates if c.answer),
-        "by_aggregation": by_aggregation,
-        "candidates": [
-            {
-                "node": c.node_id,
-                "answer": c.answer,
-                "correct": bool(graded.get(c.answer, False)) if c.answer else False,
-                "score": solution_scores[i] if scored else None,
-                "step_scores": list(c.step_scores) if c.step_scores is not None else None,
-                "finish_reason": c.finish_reason,
-                "steps": len(c.steps),
-                "generated_tokens": c.generated_tokens,
-                "group": c.group,
-            }
-            for i, c in enumerate(candidates)
-        ],
+        "by_aggregation": _by_aggregation(candidates, graded, scored),
+        "candidates": [_candidate_entry(c, graded, solution_scores[i] if scored else None)
+                       for i, c in enumerate(candidates)],
         "tree": _tree_for(tree, candidates, pooled),
         "ledger": ledger.to_dict(),
         "seconds": round(seconds, 4),
         "pool_size": pool_size,
+    }
+
+
+def _by_aggregation(candidates: Sequence[Candidate], graded: dict, scored: bool) -> dict:
+    """The answer, and whether it is right, under every aggregation the scores allow."""
+    combos = [("-", "majority")] + ([(s, a) for s in STEP_AGGREGATIONS
+                                     for a in ANSWER_AGGREGATIONS if a != "majority"]
+                                    if scored else [])
+    by_aggregation = {}
+    for s_mode, a_mode in combos:
+        chosen, _ = choose(candidates, s_mode, a_mode)
+        by_aggregation[f"{s_mode}/{a_mode}"] = {
+            "answer": chosen.answer,
+            "correct": bool(graded.get(chosen.answer, False)) if chosen.answer else False,
+        }
+    return by_aggregation
+
+
+def _candidate_entry(c: Candidate, graded: dict, score: float | None) -> dict:
+    return {
+        "node": c.node_id,
+        "answer": c.answer,
+        "correct": bool(graded.get(c.answer, False)) if c.answer else False,
+        "score": score,
+        "step_scores": list(c.step_scores) if c.step_scores is not None else None,
+        "finish_reason": c.finish_reason,
+        "steps": len(c.steps),
+        "generated_tokens": c.generated_tokens,
+        "group": c.group,
     }
