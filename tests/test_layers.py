@@ -85,3 +85,12 @@ def test_the_checker_sees_lazy_and_package_imports(tmp_path):
     module = tmp_path / "m.py"
     module.write_text(source)
     assert _imported_rooms(module) == {("records", 1), ("cli", 3), ("run", 4)}
+
+
+def test_the_map_names_every_folder_and_every_floor_module():
+    text = (PACKAGE.parents[1] / "docs" / "architecture.md").read_text(encoding="utf-8")
+    folders = {p.name for p in PACKAGE.iterdir() if p.is_dir() and p.name != "__pycache__"}
+    floor = {p.name for p in PACKAGE.glob("*.py")} - {"__init__.py"}
+    missing = sorted(name for name in folders | floor
+                     if f"`{name}`" not in text and f"`{name}/`" not in text)
+    assert not missing, f"docs/architecture.md does not name {missing}"
