@@ -13,14 +13,15 @@ import time
 
 import pytest
 
-from ttscale import grading
 from ttscale.grading import (
+    alarm,
     answers_equivalent,
     extract_answer,
     extract_boxed,
     grade,
     grade_solution,
     normalize_answer,
+    symbolic,
 )
 
 # A worker thread that grades is done in seconds, more on a slow machine; only a hang gets here.
@@ -252,24 +253,24 @@ def test_grading_off_the_main_thread():
 def fresh_caches():
     """Parses and comparisons made with a stand-in are not remembered past the test, nor are
     earlier ones used in it."""
-    grading._parse.cache_clear()
-    grading._verify.cache_clear()
+    symbolic._parse.cache_clear()
+    symbolic._verify.cache_clear()
     yield
-    grading._parse.cache_clear()
-    grading._verify.cache_clear()
+    symbolic._parse.cache_clear()
+    symbolic._verify.cache_clear()
 
 
 def test_costly_answers_are_bounded_off_the_main_thread(monkeypatch, fresh_caches):
     """No alarm can interrupt sympy in a worker thread: answers that could run for minutes are
     compared as strings there, never handed to math-verify."""
     handed: list[str] = []
-    _, verify, configs, timeout_error = grading._load_math_verify()
+    _, verify, configs, timeout_error = symbolic._load_math_verify()
 
     def watched_parse(text, *args, **kwargs):
         handed.append(text)
         return ()  # nothing to compare: what matters is what reached it
 
-    monkeypatch.setattr(grading, "_load_math_verify",
+    monkeypatch.setattr(symbolic, "_load_math_verify",
                         lambda: (watched_parse, verify, configs, timeout_error))
     results: list[bool] = []
     handed_costly: list[str] = []
@@ -307,9 +308,9 @@ def test_main_thread_timeout(monkeypatch, fresh_caches):
         time.sleep(60)
         return True
 
-    grading._load_math_verify()  # imported before the clock starts
+    symbolic._load_math_verify()  # imported before the clock starts
     monkeypatch.setattr(math_verify.grader, "sympy_expr_eq", a_minute)
-    monkeypatch.setattr(grading, "MATH_VERIFY_TIMEOUT_S", 1)
+    monkeypatch.setattr(alarm, "MATH_VERIFY_TIMEOUT_S", 1)
     started = time.monotonic()
     assert grade("x+1", "x+2") is False
     assert compared  # the comparison was reached, and cut short

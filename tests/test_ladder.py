@@ -10,9 +10,8 @@ from fractions import Fraction
 import pytest
 from typer.testing import CliRunner
 
-from ttscale.datasets import ladder
 from ttscale.cli.main import app
-from ttscale.datasets import TRAIN_ONLY, builtin_data_path, load_dataset
+from ttscale.datasets import TRAIN_ONLY, builtin_data_path, ladder, load_dataset
 from ttscale.errors import ConfigError
 from ttscale.rewards.arithmetic import evaluate
 
