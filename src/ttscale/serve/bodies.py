@@ -15,6 +15,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, ValidationInfo, field_validator
 
+from ttscale.errors import ConfigError
 from ttscale.search import METHODS
 from ttscale.serve.defaults import ServerDefaults, ServerLimits
 from ttscale.serve.model_names import SERVED_METHODS, ModelName, read_model_name
@@ -151,10 +152,13 @@ class OpenAIRequest(BaseModel):
         if method is None or budget is None:
             return width
         spec = METHODS.get(method)
-        if spec is not None and spec.uses_width and (width > budget or budget % width):
+        try:
+            if spec is not None:
+                spec.check_budget(budget, width)
+        except ConfigError:
             raise invalid(f"{method} needs the budget ({budget}) to be a multiple of the width "
                           f"({width}); e.g. budget {max(width, budget // width * width)} or "
-                          f"width {_largest_divisor(budget, width)}")
+                          f"width {_largest_divisor(budget, width)}") from None
         return width
 
     @field_validator("prm", mode="plain")
@@ -230,8 +234,10 @@ class OpenAIRequest(BaseModel):
         n = 1 if value is None else _within(
             handler(value), "n", 1, budget, f"n returns the n best distinct solutions of one "
                                             f"search, so it cannot exceed the budget ({budget})")
-        if info.data.get("method") == "greedy" and n > 1:
-            raise invalid("greedy search writes one solution: send n = 1, or a sampling method")
+        method = info.data.get("method")
+        if method in METHODS and METHODS[method].fixed_budget == 1 and n > 1:
+            raise invalid(f"{method} search writes one solution: send n = 1, or a sampling "
+                          "method")
         return n
 
     @field_validator("stream_options", mode="plain")

@@ -7,11 +7,10 @@ from __future__ import annotations
 import re
 from typing import Any, NamedTuple
 
-from ttscale.planner.auto import AUTO
 from ttscale.search import METHODS
 from ttscale.serve.refusals import invalid, model_not_found
 
-SERVED_METHODS = (*METHODS, AUTO)
+SERVED_METHODS = tuple(METHODS)
 _PREFIX = re.compile(r"^(?P<method>[a-z]+)(?:-(?P<budget>\d+)(?:x(?P<width>\d+))?)?$")
 
 

@@ -8,7 +8,6 @@ from pathlib import Path
 
 from ttscale.engines.base import Policy
 from ttscale.errors import ConfigError, TTScaleError
-from ttscale.planner.auto import AUTO
 from ttscale.planner.plan import Plan, load_plan
 from ttscale.prompts import PromptFormat
 from ttscale.rewards import canonical_spec, load_scorer, scorer_kind
@@ -65,7 +64,7 @@ class SearchService:
     def scorer_for(self, request: SearchRequest) -> tuple[str, Scorer | None]:
         """The scorer the request names (as run records name it), loading the cheap ones on
         first use; a checkpoint or URL the server was not started with is refused."""
-        uses_scorer = request.method == AUTO or METHODS[request.method].uses_scorer
+        uses_scorer = METHODS[request.method].uses_scorer
         if not uses_scorer:
             return "none", None
         try:
@@ -108,8 +107,8 @@ class SearchService:
     def model_ids(self) -> list[str]:
         """The served name, and the name with each search's prefix at the default budget."""
         name, budget = self.model_name, self.config.defaults.budget
-        return [name, f"greedy/{name}",
-                *(f"{m}-{budget}/{name}" for m in (*METHODS, AUTO) if m != "greedy")]
+        return [name, *(f"{m}/{name}" if spec.fixed_budget else f"{m}-{budget}/{name}"
+                        for m, spec in METHODS.items())]
 
     async def close(self) -> None:
         await self.policy.close()
