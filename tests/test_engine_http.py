@@ -30,14 +30,11 @@ import pytest
 from policy_contract import check_first_sample_picks_the_later_samples
 from server_process import free_port, running_server
 from ttscale.engines.base import Continuation, Policy
-from ttscale.engines.openai_http import (
-    OpenAICompletionsEngine,
-    check_server,
-    continuation_from_response,
-    parameters_from_name,
-    sample_seed,
-    translate_error,
-)
+from ttscale.engines.model_names import parameters_from_name
+from ttscale.engines.openai_errors import translate_error
+from ttscale.engines.openai_http import OpenAICompletionsEngine, check_server
+from ttscale.engines.openai_responses import continuation_from_response
+from ttscale.engines.sampling import sample_seed
 from ttscale.errors import (
     ContextLengthError,
     EngineError,
@@ -264,7 +261,7 @@ SEED_CASES = [(0, 0, ""), (0, 5, "beam a"), (7, 3, "Problem: 2 + 2?\nStep 1:"),
 def _sample_seeds_in_another_process(hash_seed: str) -> list[int]:
     """``sample_seed`` of each of ``SEED_CASES``, computed by a fresh interpreter whose string
     hashing is salted with ``hash_seed``."""
-    code = ("import json, sys\nfrom ttscale.engines.openai_http import sample_seed\n"
+    code = ("import json, sys\nfrom ttscale.engines.sampling import sample_seed\n"
             "print(json.dumps([sample_seed(*case) for case in json.loads(sys.argv[1])]))")
     result = subprocess.run([sys.executable, "-c", code, json.dumps(SEED_CASES)],
                             capture_output=True, text=True, timeout=120,

@@ -12,7 +12,7 @@ from types import SimpleNamespace
 import pytest
 
 from ttscale.engines import EngineSpec
-from ttscale.engines.openai_http import sample_seed
+from ttscale.engines.sampling import sample_seed
 from ttscale.engines.vllm_engine import (
     continuation_from_output,
     parameters_from_config,

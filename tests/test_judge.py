@@ -30,7 +30,8 @@ import test_engine_http  # for its server fixture
 from ttscale.compute import TokenCount
 from ttscale.engines.base import Continuation, NextTokenLogprobs, NextTokenScoring
 from ttscale.engines.llama_cpp import LlamaCppEngine
-from ttscale.engines.openai_http import OpenAICompletionsEngine, next_token_from_response
+from ttscale.engines.openai_http import OpenAICompletionsEngine
+from ttscale.engines.openai_responses import next_token_from_response
 from ttscale.errors import ConfigError, ContextLengthError, EngineError
 from ttscale.rewards.base import ScoreBatch, Scorer, check_scores
 from ttscale.rewards.judge import NO, YES, LLMJudgeScorer, yes_probability

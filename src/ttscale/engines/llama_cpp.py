@@ -34,7 +34,9 @@ from ttscale.engines.base import (
     NextTokenLogprobs,
     validate_extend_args,
 )
-from ttscale.engines.continuous_batching import ContinuousBatcher, Entry, SampleSettings
+from ttscale.engines.batch_work import SampleSettings
+from ttscale.engines.continuous_batching import ContinuousBatcher
+from ttscale.engines.decode_backend import Entry
 from ttscale.engines.embedded import EMBEDDED_NAME, embedded_model_path
 from ttscale.engines.llama_library import default_threads, import_llama_cpp
 from ttscale.errors import ContextLengthError, EngineError, ModelLoadError
@@ -111,16 +113,7 @@ class LlamaCppEngine:
         self.n_vocab = lc.llama_vocab_n_tokens(self._vocab)
         self.n_seq_max = min(n_seq_max, lc.llama_max_parallel_sequences())
         self.rows_per_call = rows_per_call
-        ctx_params = lc.llama_context_default_params()
-        ctx_params.n_ctx = n_ctx
-        # llama.cpp reserves one output per sequence: the batch must hold that many
-        ctx_params.n_batch = max(rows_per_call, self.n_seq_max)
-        ctx_params.n_ubatch = min(512, ctx_params.n_batch)
-        ctx_params.n_seq_max = self.n_seq_max
-        ctx_params.n_threads = n_threads
-        ctx_params.n_threads_batch = n_threads
-        ctx_params.kv_unified = True  # one cache shared by all sequences: copies are free
-        ctx_params.no_perf = True
+        ctx_params = _context_params(lc, n_ctx, rows_per_call, self.n_seq_max, n_threads)
         self._ctx = lc.llama_init_from_model(self._model, ctx_params)
         if not self._ctx:
             raise ModelLoadError(f"llama.cpp could not create a context of {n_ctx} tokens for "
@@ -305,6 +298,21 @@ class LlamaCppEngine:
             self.free()
         except Exception:
             pass
+
+
+def _context_params(lc, n_ctx: int, rows_per_call: int, n_seq_max: int, n_threads: int):
+    """The llama.cpp context settings: one KV cache of ``n_ctx`` cells for every sequence."""
+    ctx_params = lc.llama_context_default_params()
+    ctx_params.n_ctx = n_ctx
+    # llama.cpp reserves one output per sequence: the batch must hold that many
+    ctx_params.n_batch = max(rows_per_call, n_seq_max)
+    ctx_params.n_ubatch = min(512, ctx_params.n_batch)
+    ctx_params.n_seq_max = n_seq_max
+    ctx_params.n_threads = n_threads
+    ctx_params.n_threads_batch = n_threads
+    ctx_params.kv_unified = True  # one cache shared by all sequences: copies are free
+    ctx_params.no_perf = True
+    return ctx_params
 
 
 def tokenize(lc, vocab, text: str, add_bos: bool) -> list[int]:

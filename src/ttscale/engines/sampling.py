@@ -1,14 +1,21 @@
-"""Token sampling from raw logits, vectorised over the sequences of a batch.
+"""Token sampling from raw logits, vectorised over the sequences of a batch, and the random
+stream of each sample.
 
 Each row has its own random generator, so a sample's tokens do not depend on which other
-sequences share its batch. Log-probabilities are those of the untempered distribution."""
+sequences share its batch. Log-probabilities are those of the untempered distribution. A
+sample's stream (in process) or seed (for a server) depends on ``(seed, prefix, index)`` alone,
+so every engine draws sample ``j`` of a prefix alike whatever else it is asked for."""
 
 from __future__ import annotations
 
+import hashlib
 import zlib
 from collections.abc import Sequence
 
 import numpy as np
+
+# Seeds are kept below 2**31: some servers store them in a signed 32-bit int.
+_SEED_MODULUS = 2**31 - 1
 
 
 def sample_rows(
@@ -55,3 +62,14 @@ def sample_rng(seed: int, prefix: str, index: int) -> np.random.Generator:
     sample is the same whatever ``n`` and whatever other prefixes share its call; every
     in-process engine draws from it, so engines draw alike."""
     return np.random.default_rng([seed & 0xFFFFFFFF, zlib.crc32(prefix.encode("utf-8")), index])
+
+
+def sample_seed(seed: int, j: int, prefix: str = "") -> int:
+    """The server-side seed of sample ``j`` of ``prefix`` in a call made with ``seed``.
+
+    Depends on ``(seed, prefix, j)`` only, so the first ``k`` samples of a call with ``n > k``
+    are those of a call with ``n = k``. The prefix is mixed in so that the beams of one search
+    round do not all draw the same random numbers; hashed rather than ``seed + j`` so that calls
+    with neighbouring seeds do not share samples."""
+    digest = hashlib.sha256(f"ttscale-sample:{seed}:{j}:".encode() + prefix.encode()).digest()
+    return int.from_bytes(digest[:8], "big") % _SEED_MODULUS

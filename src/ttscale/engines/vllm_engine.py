@@ -26,7 +26,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from ttscale.engines.base import Continuation, FinishReason, ModelInfo, ThreadedEngine
-from ttscale.engines.openai_http import parameters_from_name, sample_seed
+from ttscale.engines.model_names import parameters_from_name
+from ttscale.engines.sampling import sample_seed
 from ttscale.errors import ConfigError, ModelLoadError
 
 

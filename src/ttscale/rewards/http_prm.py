@@ -30,20 +30,20 @@ import openai
 from openai import AsyncOpenAI, OpenAI
 
 from ttscale.compute import TokenCount
-from ttscale.engines.openai_http import (
-    CONTEXT_PATTERN,
-    is_connect_failure,
-    one_line,
-    resolve_api_key,
-    root_cause,
-    status_message,
-)
 from ttscale.errors import (
     ConfigError,
     ContextLengthError,
     EngineError,
     ModelLoadError,
     RetryableEngineError,
+)
+from ttscale.http_client import (
+    CONTEXT_PATTERN,
+    is_connect_failure,
+    one_line,
+    resolve_api_key,
+    root_cause,
+    status_message,
 )
 from ttscale.rewards import math_shepherd, qwen_prm
 from ttscale.rewards.base import ScoreBatch, check_scores
