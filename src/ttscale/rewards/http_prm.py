@@ -39,10 +39,10 @@ from ttscale.errors import (
 )
 from ttscale.http_client import (
     CONTEXT_PATTERN,
+    cause_text,
     is_connect_failure,
     one_line,
     resolve_api_key,
-    root_cause,
     status_message,
 )
 from ttscale.rewards import math_shepherd, qwen_prm
@@ -275,21 +275,17 @@ class HTTPProcessRewardModel:
         """One line per failure, from the client's exception (raised after its retries)."""
         where = f"the PRM server at {self.root}"
         if isinstance(exc, openai.APIConnectionError) and is_connect_failure(exc):
-            cause = root_cause(exc)
-            text = f"{type(cause).__name__}: {cause}" if str(cause) else type(cause).__name__
-            return ModelLoadError(f"cannot reach {where}: {one_line(text)}; start it (e.g. "
-                                  f"`{self.wire.serve}` or `ttscale prm serve`) or check the "
-                                  "URL given to --prm")
+            return ModelLoadError(f"cannot reach {where}: {one_line(cause_text(exc))}; start "
+                                  f"it (e.g. `{self.wire.serve}` or `ttscale prm serve`) or "
+                                  "check the URL given to --prm")
         if isinstance(exc, openai.APITimeoutError):
             return RetryableEngineError(
                 f"{where} did not answer within {timeout or self.timeout:g}s (after "
                 f"{self.max_retries if retries is None else retries} retries); it may be "
                 "overloaded or stuck: raise the timeout or lower the concurrency")
         if isinstance(exc, openai.APIConnectionError):
-            cause = root_cause(exc)
-            text = f"{type(cause).__name__}: {cause}" if str(cause) else type(cause).__name__
             return RetryableEngineError(f"connection to {where} failed mid-request (after "
-                                        f"retries): {one_line(text)}")
+                                        f"retries): {one_line(cause_text(exc))}")
         if isinstance(exc, openai.APIStatusError):
             status, message = exc.status_code, status_message(exc)
             if status in (401, 403):
