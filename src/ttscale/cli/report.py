@@ -7,7 +7,8 @@ from typing import Annotated
 
 import typer
 
-from ttscale.cli.options import console, fail, out, parse_csv, setup_logging
+from ttscale.cli.console import console, fail, out, setup_logging
+from ttscale.cli.parsing import parse_csv
 from ttscale.errors import TTScaleError
 
 

@@ -8,121 +8,174 @@ from typing import Annotated
 
 import typer
 
+from ttscale.cli.console import fail, out
 from ttscale.cli.options import (
+    DEFAULT_HOST,
+    ApiKeyOpt,
     BaseUrlOpt,
+    ConfigOpt,
     DeviceOpt,
     DtypeOpt,
     EngineOpt,
+    HostOpt,
+    MaxDepthOpt,
+    MaxStepTokensOpt,
     ModelOpt,
+    NCtxOpt,
     ParamsOpt,
     PrmDeviceOpt,
     PrmDtypeOpt,
     PrmFormatOpt,
     PrmParamsOpt,
     PromptOpt,
+    TemperatureOpt,
     TemplateOpt,
     ThreadsOpt,
     TrustOpt,
-    fail,
-    load_engine,
-    out,
+    engine_spec,
+    from_options,
+    pick,
     prompt_format,
     scorer_options,
 )
+from ttscale.engines import EngineSpec
 from ttscale.errors import TTScaleError
+from ttscale.prompts import PromptFormat
+from ttscale.rewards import ScorerOptions
+from ttscale.serve.app import ServerConfig
+from ttscale.serve.requests import SERVED_METHODS, ServerDefaults, ServerLimits
+
+SERVE_PORT = 8000  # where OpenAI-compatible servers listen by default
+SERVE_CONTEXT = 16384  # the KV cache every search in flight shares
+SERVE_LOG_LEVEL = "info"
+
+
+ServedNameOpt = Annotated[str | None, typer.Option(
+    help="the model name clients send (default: the policy's name)")]
+ServedMethodOpt = Annotated[str, typer.Option(
+    help="search for requests that name none: auto (the planner picks), bon, beam, dvts, "
+         "majority or greedy")]
+ServedBudgetOpt = Annotated[int, typer.Option("--budget", "--n", help="default budget N")]
+ServedWidthOpt = Annotated[int, typer.Option(help="default beam width M")]
+ScorersOpt = Annotated[list[str] | None, typer.Option(
+    "--prm", "--scorer",
+    help="a scorer to load (repeat for more; the first is the default): self, arith, "
+         "judge, FORMAT:PATH, http://HOST:PORT or none. Requests may also name the "
+         "model-free ones without it")]
+ServedPlanOpt = Annotated[Path | None, typer.Option(
+    help="plan file for method auto (default: the paper's prior rules)")]
+MaxTokensOpt = Annotated[int, typer.Option(help="default tokens per solution")]
+MaxRunningOpt = Annotated[int, typer.Option(
+    help="searches run at once (their engine calls share batches)")]
+MaxWaitingOpt = Annotated[int, typer.Option(
+    help="searches that may wait for a slot; past that, 429")]
+MaxBudgetOpt = Annotated[int, typer.Option(help="the largest budget a request may ask")]
+MaxTokensLimitOpt = Annotated[int, typer.Option(help="the largest max_tokens a request may ask")]
+RequestTimeoutOpt = Annotated[float, typer.Option(
+    help="seconds a request may take, waiting included; then 504")]
+MaxBodyOpt = Annotated[int, typer.Option(help="the largest request body")]
+LogLevelOpt = Annotated[str, typer.Option(help="debug, info, warning or error")]
 
 
 def serve(
-    host: Annotated[str, typer.Option(help="address to bind; 127.0.0.1 keeps it local")
-                    ] = "127.0.0.1",
-    port: int = 8000,
-    api_key: Annotated[str | None, typer.Option(
-        envvar="TTSCALE_API_KEY", help="require 'Authorization: Bearer KEY' (env "
-                                       "TTSCALE_API_KEY)")] = None,
-    served_model_name: Annotated[str | None, typer.Option(
-        help="the model name clients send (default: the policy's name)")] = None,
-    method: Annotated[str, typer.Option(
-        help="search for requests that name none: auto (the planner picks), bon, beam, dvts, "
-             "majority or greedy")] = "auto",
-    budget: Annotated[int, typer.Option("--budget", "--n", help="default budget N")] = 8,
-    width: Annotated[int, typer.Option(help="default beam width M")] = 4,
-    prm: Annotated[list[str] | None, typer.Option(
-        "--prm", "--scorer",
-        help="a scorer to load (repeat for more; the first is the default): self, arith, "
-             "judge, FORMAT:PATH, http://HOST:PORT or none. Requests may also name the "
-             "model-free ones without it")] = None,
-    plan: Annotated[Path | None, typer.Option(
-        help="plan file for method auto (default: the paper's prior rules)")] = None,
-    max_tokens: Annotated[int, typer.Option(help="default tokens per solution")] = 512,
-    max_step_tokens: Annotated[int, typer.Option(help="tokens per step")] = 256,
-    max_depth: Annotated[int, typer.Option(help="steps per solution")] = 12,
-    temperature: float = 0.7,
-    max_running: Annotated[int, typer.Option(
-        help="searches run at once (their engine calls share batches)")] = 4,
-    max_waiting: Annotated[int, typer.Option(
-        help="searches that may wait for a slot; past that, 429")] = 32,
-    max_budget: Annotated[int, typer.Option(help="the largest budget a request may ask")] = 64,
-    max_tokens_limit: Annotated[int, typer.Option(
-        help="the largest max_tokens a request may ask")] = 4096,
-    request_timeout: Annotated[float, typer.Option(
-        help="seconds a request may take, waiting included; then 504")] = 600.0,
-    max_body_bytes: Annotated[int, typer.Option(help="the largest request body")] = 2**20,
-    engine: EngineOpt = "llama.cpp",
+    config: ConfigOpt = None,
+    host: HostOpt = DEFAULT_HOST,
+    port: int = SERVE_PORT,
+    api_key: ApiKeyOpt = None,
+    served_model_name: ServedNameOpt = None,
+    method: ServedMethodOpt = ServerDefaults.method,
+    budget: ServedBudgetOpt = ServerDefaults.budget,
+    width: ServedWidthOpt = ServerDefaults.width,
+    prm: ScorersOpt = None,
+    plan: ServedPlanOpt = None,
+    max_tokens: MaxTokensOpt = ServerDefaults.max_tokens,
+    max_step_tokens: MaxStepTokensOpt = ServerConfig.max_step_tokens,
+    max_depth: MaxDepthOpt = ServerConfig.max_depth,
+    temperature: TemperatureOpt = ServerDefaults.temperature,
+    max_running: MaxRunningOpt = ServerConfig.max_running,
+    max_waiting: MaxWaitingOpt = ServerConfig.max_waiting,
+    max_budget: MaxBudgetOpt = ServerLimits.max_budget,
+    max_tokens_limit: MaxTokensLimitOpt = ServerLimits.max_tokens,
+    request_timeout: RequestTimeoutOpt = ServerConfig.request_timeout_s,
+    max_body_bytes: MaxBodyOpt = ServerConfig.max_body_bytes,
+    engine: EngineOpt = EngineSpec.kind,
     model: ModelOpt = None,
     base_url: BaseUrlOpt = None,
     params: ParamsOpt = None,
-    device: DeviceOpt = "cpu",
-    dtype: DtypeOpt = "auto",
+    device: DeviceOpt = EngineSpec.device,
+    dtype: DtypeOpt = EngineSpec.dtype,
     threads: ThreadsOpt = None,
-    n_ctx: Annotated[int, typer.Option(help="llama.cpp context: the KV cache that every "
-                                            "search shares")] = 16384,
-    prm_device: PrmDeviceOpt = "cpu",
-    prm_dtype: PrmDtypeOpt = "auto",
-    prm_format: PrmFormatOpt = "qwen-prm",
+    n_ctx: NCtxOpt = SERVE_CONTEXT,
+    prm_device: PrmDeviceOpt = ScorerOptions.device,
+    prm_dtype: PrmDtypeOpt = ScorerOptions.dtype,
+    prm_format: PrmFormatOpt = ScorerOptions.http_format,
     prm_params: PrmParamsOpt = None,
-    trust_remote_code: TrustOpt = False,
-    prompt: PromptOpt = "fewshot",
+    trust_remote_code: TrustOpt = EngineSpec.trust_remote_code,
+    prompt: PromptOpt = PromptFormat.kind,
     chat_template: TemplateOpt = None,
-    log_level: Annotated[str, typer.Option(help="debug, info, warning or error")] = "info",
+    log_level: LogLevelOpt = SERVE_LOG_LEVEL,
 ) -> None:
     """Serve an OpenAI-compatible API (/v1/chat/completions, /v1/completions) that answers
     each request with a test-time scaling search: point any OpenAI client at it."""
     logging.basicConfig(level=log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
     try:
-        from ttscale.rewards import check_scorer_spec
-        from ttscale.serve.app import ServerConfig, load_service
-        from ttscale.serve.app import serve as run_server
-        from ttscale.serve.requests import SERVED_METHODS, ServerDefaults, ServerLimits
-
-        if method not in SERVED_METHODS:
-            raise ValueError(f"unknown --method {method!r}; use one of "
-                             f"{', '.join(SERVED_METHODS)}")
-        specs = prm or ["confidence"]
-        options = scorer_options(prm_device, prm_dtype, prm_format, trust_remote_code,
-                                 prm_params)
-        for spec in specs:
-            check_scorer_spec(spec, options)
-        config = ServerConfig(
-            defaults=ServerDefaults(method=method, budget=budget, width=width, prm=specs[0],
-                                    max_tokens=max_tokens, temperature=temperature),
-            limits=ServerLimits(max_budget=max_budget, max_tokens=max_tokens_limit),
-            max_step_tokens=max_step_tokens, max_depth=max_depth, max_running=max_running,
-            max_waiting=max_waiting, request_timeout_s=request_timeout,
-            max_body_bytes=max_body_bytes, api_key=api_key or None,
-            served_model_name=served_model_name)
-        if budget > max_budget or max_tokens > max_tokens_limit:
-            raise ValueError("the default --budget and --max-tokens must be within "
-                             "--max-budget and --max-tokens-limit")
-        policy = load_engine(engine, model, base_url, params, n_ctx, threads, device=device,
-                             dtype=dtype, trust_remote_code=trust_remote_code,
-                             concurrency=max(64, max_running * budget))
-        service = load_service(engine=policy, prm=specs, config=config, plan_path=plan,
-                               prompt=prompt_format(prompt, chat_template, policy),
-                               scorer_options=options)
-        out.print(f"serving {service.model_name} on http://{host}:{port}/v1 "
-                  f"(default: {method}, budget {budget}, scorer {specs[0]}; "
-                  f"{'API key required' if config.api_key else 'no API key'})",
-                  highlight=False)
-        run_server(service, host=host, port=port, log_level=log_level.lower())
+        _serve(dict(locals()))  # every option by name
     except (TTScaleError, ValueError) as error:
         fail(str(error))
+
+
+def _serve(options: dict) -> None:
+    """Load the policy and scorers, then answer requests until interrupted."""
+    from ttscale.engines import load_policy
+    from ttscale.serve.app import load_service
+    from ttscale.serve.app import serve as run_server
+
+    specs, scoring = _scorers(options["prm"], options)
+    server = from_options(server_config, {**options, "prm": specs[0]})
+    # every search in flight may have its whole budget out at once
+    in_flight = options["max_running"] * options["budget"]
+    policy = load_policy(engine_spec(**pick(engine_spec, options),
+                                     concurrency=max(EngineSpec.concurrency, in_flight)))
+    service = load_service(engine=policy, prm=specs, config=server, plan_path=options["plan"],
+                           prompt=prompt_format(options["prompt"], options["chat_template"],
+                                                policy),
+                           scorer_options=scoring)
+    out.print(f"serving {service.model_name} on http://{options['host']}:{options['port']}/v1 "
+              f"(default: {options['method']}, budget {options['budget']}, scorer {specs[0]}; "
+              f"{'API key required' if server.api_key else 'no API key'})", highlight=False)
+    run_server(service, host=options["host"], port=options["port"],
+               log_level=options["log_level"].lower())
+
+
+def _scorers(prm: list[str] | None, options: dict):
+    """(the scorer specs to load, checked, the first the default; their options)."""
+    from ttscale.rewards import check_scorer_spec
+
+    if options["method"] not in SERVED_METHODS:
+        raise ValueError(f"unknown --method {options['method']!r}; use one of "
+                         f"{', '.join(SERVED_METHODS)}")
+    specs = prm or [ServerDefaults.prm]
+    scoring = from_options(scorer_options, options)
+    for spec in specs:
+        check_scorer_spec(spec, scoring)
+    return specs, scoring
+
+
+def server_config(method: str, budget: int, width: int, prm: str, max_tokens: int,
+                  temperature: float, max_budget: int, max_tokens_limit: int,
+                  max_step_tokens: int, max_depth: int, max_running: int, max_waiting: int,
+                  request_timeout: float, max_body_bytes: int, api_key: str | None,
+                  served_model_name: str | None) -> ServerConfig:
+    """How the server searches and what it accepts, from its options."""
+    config = ServerConfig(
+        defaults=ServerDefaults(method=method, budget=budget, width=width, prm=prm,
+                                max_tokens=max_tokens, temperature=temperature),
+        limits=ServerLimits(max_budget=max_budget, max_tokens=max_tokens_limit),
+        max_step_tokens=max_step_tokens, max_depth=max_depth, max_running=max_running,
+        max_waiting=max_waiting, request_timeout_s=request_timeout,
+        max_body_bytes=max_body_bytes, api_key=api_key or None,
+        served_model_name=served_model_name)
+    if budget > max_budget or max_tokens > max_tokens_limit:
+        raise ValueError("the default --budget and --max-tokens must be within "
+                         "--max-budget and --max-tokens-limit")
+    return config

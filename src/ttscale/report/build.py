@@ -17,6 +17,7 @@ from markupsafe import Markup
 from ttscale import __version__
 from ttscale.errors import ConfigError
 from ttscale.report.curves import Bins, all_series, difficulty_bins
+from ttscale.report.expected import expected_table
 from ttscale.report.figures import STATIC_FORMATS, plotly_figure, save_static
 from ttscale.report.runs import RunData, load_run, load_runs
 from ttscale.report.tables import (
@@ -141,19 +142,14 @@ def build_report(
     long_table = accuracy_table(series, runs)
     models = models_table(runs, series, reference)
     compared = compare_table(runs[0], runs[1]) if compare else None
-    shown = ([compared] if compared else []) + tables + [models]
+    expected = expected_table(runs)  # runs started from a recipe that names its figures
+    shown = [table for table in (compared, expected) if table] + tables + [models]
 
     report = ReportFiles(html=output)
     report.warnings = [line for run in runs for line in run.skipped]
     folder = files_dir(output)
-    markdown = "\n".join(table.to_markdown() for table in tables)
-    report.tables.append(_write(folder / "accuracy.md", markdown))
-    report.tables.append(_write(folder / "accuracy.csv", long_table.to_csv()))
-    report.tables.append(_write(folder / "models.md", models.to_markdown()))
-    report.tables.append(_write(folder / "models.csv", models.to_csv()))
-    if compared:
-        report.tables.append(_write(folder / "compare.md", compared.to_markdown()))
-        report.tables.append(_write(folder / "compare.csv", compared.to_csv()))
+    report.tables = _write_tables(folder, tables, long_table, models,
+                                  {"compare": compared, "expected": expected})
     for name in formats:
         for axis in AXES:
             report.figures.append(save_static(series, axis, facets,
@@ -166,6 +162,22 @@ def build_report(
                  title or ("ttscale report: " + " vs ".join(run.run_id for run in runs)
                            if compare else "ttscale report"))
     return report
+
+
+def _write_tables(folder: Path, grids: Sequence[Table], long_table: Table, models: Table,
+                  optional: dict[str, Table | None]) -> list[Path]:
+    """The tables as Markdown and CSV files: the accuracy grids, the models table, and those
+    of ``optional`` (file name -> table) that this report has."""
+    markdown = "\n".join(table.to_markdown() for table in grids)
+    written = [_write(folder / "accuracy.md", markdown),
+               _write(folder / "accuracy.csv", long_table.to_csv()),
+               _write(folder / "models.md", models.to_markdown()),
+               _write(folder / "models.csv", models.to_csv())]
+    for name, table in optional.items():
+        if table is not None:
+            written += [_write(folder / f"{name}.md", table.to_markdown()),
+                        _write(folder / f"{name}.csv", table.to_csv())]
+    return written
 
 
 def _render_html(output, runs: Sequence[RunData], figures, viewer, tables, binning: Bins,
