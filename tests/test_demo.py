@@ -83,7 +83,7 @@ def test_python_api_solve_returns_the_chosen_solution():
     assert result.method == "beam" and result.n == 4
     assert 1 <= len(result.steps) <= 4
     assert result.score is not None and 0.0 <= result.score <= 1.0
-    assert result.ledger["policy_calls"] >= 1
+    assert result.ledger.policy_calls >= 1
     if result.answer is not None:
         assert result.answer in result.steps[-1]
     with pytest.raises(ValueError, match="empty"):

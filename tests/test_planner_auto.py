@@ -149,7 +149,7 @@ def test_solve_auto_follows_a_plan_file(tmp_path):
                              method="auto", n=16, scorer=ScriptedScorer(),
                              settings=SearchSettings(width=4, max_depth=4),
                              prompt=prompt, plan=tmp_path / "plan.json"))
-    assert result.plan["source"] == "plan" and result.plan["predicted_bin"] == "easy"
-    assert (result.plan["method"], result.plan["n"]) == ("dvts", 8)
-    assert "had the best accuracy 50.0%" in result.plan["reason"]
+    assert result.plan.decision.source == "plan" and result.plan.predicted_bin == "easy"
+    assert (result.plan.decision.method, result.plan.decision.n) == ("dvts", 8)
+    assert "had the best accuracy 50.0%" in result.plan.decision.reason
     assert result.answer == "7" and result.method == "auto"

@@ -106,15 +106,14 @@ def solve(
 
 
 def _print_solution(result, as_json: bool) -> None:
-    from dataclasses import asdict
-
     if as_json:
-        sys.stdout.write(json.dumps(asdict(result), indent=2) + "\n")
+        sys.stdout.write(json.dumps(result.to_dict(), indent=2) + "\n")
         return
     for number, step in enumerate(result.steps, start=1):
         out.print(f"[dim]step {number}[/]  {step}", highlight=False)
     out.print(f"[bold]answer:[/] {result.answer}", highlight=False)
     if result.plan is not None:
-        out.print(f"[dim]planner: {result.plan['reason']} (bin {result.plan['predicted_bin']} "
-                  f"predicted from {result.plan['probe']['samples']} probe samples)[/]",
+        out.print(f"[dim]planner: {result.plan.decision.reason} (bin "
+                  f"{result.plan.predicted_bin} predicted from {result.plan.probe.samples} "
+                  "probe samples)[/]",
                   highlight=False)

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
-from ttscale.planner.plan import Plan, prior_plan
+from ttscale.planner.plan import Decision, Plan, prior_plan
 from ttscale.planner.probe import ProbeFeatures, probe_features
 from ttscale.search import Choice, SearchContext, SearchResult, solve
 from ttscale.search.aggregate import aggregate_step_scores
@@ -33,13 +33,13 @@ class AutoDecision:
     predictor: str
     probe: ProbeFeatures
     probe_nodes: tuple[int, ...]
-    decision: dict
+    decision: Decision
 
     def to_dict(self) -> dict:
         return {"plan": self.plan_source, "plan_identity": self.plan_identity,
                 "predicted_bin": self.predicted_bin, "predictor": self.predictor,
                 "probe": {**self.probe.to_dict(), "nodes": list(self.probe_nodes)},
-                **self.decision}
+                **self.decision.to_dict()}
 
 
 @dataclass(frozen=True)
@@ -68,7 +68,7 @@ class PlanChooser:
                                model_name=info.name, dataset=self.dataset, notes=notes)
         explanation = AutoDecision(self.plan.source, self.plan.identity, difficulty,
                                    plan.predictor.source, features,
-                                   tuple(c.node_id for c in probe), decision.to_dict())
+                                   tuple(c.node_id for c in probe), decision)
         return Choice(decision.method, decision.n, decision.width, tuple(probe), explanation)
 
 

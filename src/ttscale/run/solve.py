@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from ttscale.compute import Ledger
 from ttscale.datasets import Problem
 from ttscale.engines import EngineSpec, load_policy
 from ttscale.engines.base import Policy
-from ttscale.planner.auto import PlanChooser
+from ttscale.planner.auto import AutoDecision, PlanChooser
 from ttscale.planner.plan import Plan, load_plan, prior_plan
 from ttscale.prompts import PromptFormat
 from ttscale.rewards import canonical_spec, load_scorer
@@ -41,10 +41,18 @@ class SolveResult:
     method: str
     n: int
     candidates: int
-    ledger: dict
-    plan: dict | None = None  # method="auto": what the planner chose and why
+    ledger: Ledger  # every token the search spent, the policy's and the scorer's
+    plan: AutoDecision | None = None  # method="auto": what the planner chose and why
     # with keep=k: the k best distinct solutions, the chosen one first
     ranked: tuple[Solution, ...] = ()
+
+    def to_dict(self) -> dict:
+        """As JSON: the ledger and the plan as run records write them."""
+        return {"answer": self.answer, "steps": list(self.steps), "score": self.score,
+                "method": self.method, "n": self.n, "candidates": self.candidates,
+                "ledger": self.ledger.to_dict(),
+                "plan": self.plan.to_dict() if self.plan is not None else None,
+                "ranked": [asdict(s) for s in self.ranked]}
 
 
 async def solve_async(
@@ -75,17 +83,17 @@ async def solve_async(
         ledger=Ledger(policy.info.parameters, getattr(scorer_obj, "parameters", None)),
         chooser=_chooser(plan, policy, scorer_spec, settings) if spec.chooses else None)
     result = await solve_method(ctx, method, n)
-    decision = result.choice.to_dict() if result.choice is not None else None
+    decision = result.choice if isinstance(result.choice, AutoDecision) else None
     selection, scores = choose(result.candidates, settings.step_aggregation,
                                settings.answer_aggregation)
     if selection.index is None:
-        return SolveResult(None, (), None, method, n, 0, ctx.ledger.to_dict(), decision)
+        return SolveResult(None, (), None, method, n, 0, ctx.ledger, decision)
     chosen = result.candidates[selection.index]
     return SolveResult(
         answer=selection.answer,
         steps=tuple(s.text for s in chosen.steps),
         score=scores[selection.index] if chosen.step_scores is not None else None,
-        method=method, n=n, candidates=len(result.candidates), ledger=ctx.ledger.to_dict(),
+        method=method, n=n, candidates=len(result.candidates), ledger=ctx.ledger,
         plan=decision, ranked=_ranked(result.candidates, selection.index, scores, keep))
 
 

@@ -12,6 +12,8 @@ from prometheus_client import (
     generate_latest,
 )
 
+from ttscale.compute import Ledger
+
 # seconds; a search on a CPU takes from a second to minutes
 LATENCY_BUCKETS = (0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 30, 60, 120, 300, 600, float("inf"))
 
@@ -44,12 +46,12 @@ class ServerMetrics:
         self.requests.labels(endpoint, str(status)).inc()
         self.latency.labels(endpoint).observe(seconds)
 
-    def count_spend(self, ledger: dict) -> None:
-        """Add one search's ledger (``Ledger.to_dict()``)."""
-        for model in ("policy", "scorer"):
-            for kind, count in ledger[f"{model}_tokens"].items():
+    def count_spend(self, ledger: Ledger) -> None:
+        """Add one search's ledger."""
+        for model, tokens, flops in (("policy", ledger.policy, ledger.policy_flops),
+                                     ("scorer", ledger.scorer, ledger.scorer_flops)):
+            for kind, count in tokens.to_dict().items():
                 self.tokens.labels(model, kind).inc(count)
-            flops = ledger[f"{model}_flops"]
             if flops:  # None: the model's size is unknown; never a guess
                 self.flops.labels(model).inc(flops)
 

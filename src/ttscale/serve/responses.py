@@ -8,6 +8,7 @@ import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 
+from ttscale.compute import Ledger
 from ttscale.run.solve import Solution, SolveResult
 from ttscale.search import METHODS
 from ttscale.serve.requests import SearchRequest
@@ -38,25 +39,22 @@ def finish_reason(solution: Solution) -> str:
     return "length" if cut and solution.answer is None else "stop"
 
 
-def usage(ledger: dict) -> dict:
+def usage(ledger: Ledger) -> dict:
     """Every token the search spent, the policy's and the scorer's together; tokens served
     from a prefix cache are part of ``prompt_tokens`` and shown in ``cached_tokens``."""
-    policy, scorer = ledger["policy_tokens"], ledger["scorer_tokens"]
-    prompt = policy["prompt"] + scorer["prompt"]
-    generated = policy["generated"] + scorer["generated"]
-    return {"prompt_tokens": prompt, "completion_tokens": generated,
-            "total_tokens": prompt + generated,
-            "prompt_tokens_details": {
-                "cached_tokens": policy["cached_prompt"] + scorer["cached_prompt"]}}
+    spent = ledger.policy + ledger.scorer
+    return {"prompt_tokens": spent.prompt, "completion_tokens": spent.generated,
+            "total_tokens": spent.prompt + spent.generated,
+            "prompt_tokens_details": {"cached_tokens": spent.cached_prompt}}
 
 
 def ttscale_field(done: Answered) -> dict:
     result, request = done.result, done.request
-    ledger = result.ledger
+    ledger, plan = result.ledger, result.plan
     return {
         "answer": result.answer,
         "score": result.score,
-        "method": result.plan["method"] if result.plan else result.method,
+        "method": plan.decision.method if plan else result.method,
         "requested_method": request.method,
         "budget": request.budget,
         "width": _width(result, request),
@@ -64,10 +62,10 @@ def ttscale_field(done: Answered) -> dict:
         "aggregation": request.aggregation,
         "step_aggregation": request.step_aggregation,
         "candidates": result.candidates,
-        "flops": {"policy": ledger["policy_flops"], "scorer": ledger["scorer_flops"],
-                  "total": ledger["total_flops"]},
-        "ledger": ledger,
-        "plan": result.plan,
+        "flops": {"policy": ledger.policy_flops, "scorer": ledger.scorer_flops,
+                  "total": ledger.total_flops},
+        "ledger": ledger.to_dict(),
+        "plan": plan.to_dict() if plan else None,
         "seconds": round(done.seconds, 3),
     }
 
@@ -75,7 +73,7 @@ def ttscale_field(done: Answered) -> dict:
 def _width(result: SolveResult, request: SearchRequest) -> int | None:
     """The width M the search ran with; None for methods that have none."""
     if result.plan:
-        return result.plan["width"]
+        return result.plan.decision.width
     return request.width if METHODS[request.method].uses_width else None
 
 
