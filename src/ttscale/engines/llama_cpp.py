@@ -28,6 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ttscale.engines import EngineSpec
 from ttscale.engines.base import (
     Continuation,
     ModelInfo,
@@ -86,7 +87,7 @@ class LlamaCppEngine:
         self,
         model_path: str | os.PathLike | None = None,
         *,
-        n_ctx: int = 32768,
+        n_ctx: int = EngineSpec.n_ctx,
         n_seq_max: int = 256,
         batch_samples: int = 64,
         rows_per_call: int = 16,
