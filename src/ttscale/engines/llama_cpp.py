@@ -92,7 +92,7 @@ class LlamaCppEngine:
         batch_samples: int = 64,
         rows_per_call: int = 16,
         n_threads: int | None = None,
-        n_gpu_layers: int = 0,
+        n_gpu_layers: int = EngineSpec.n_gpu_layers,
         idle_cells: int | None = None,
     ) -> None:
         lc = import_llama_cpp()

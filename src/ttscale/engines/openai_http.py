@@ -27,6 +27,7 @@ from typing import Any
 import openai
 from openai import AsyncOpenAI, OpenAI
 
+from ttscale.engines import EngineSpec
 from ttscale.engines.base import (
     Continuation,
     ModelInfo,
@@ -144,8 +145,8 @@ class OpenAICompletionsEngine:
         model: str | None = None,
         api_key: str | None = None,
         parameters: int | None = None,
-        concurrency: int = 64,
-        timeout: float = 600,
+        concurrency: int = EngineSpec.concurrency,
+        timeout: float = EngineSpec.timeout,
         max_retries: int = 3,
         context_length: int | None = None,
         extra_body: dict[str, Any] | None = None,

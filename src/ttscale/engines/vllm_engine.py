@@ -25,6 +25,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from ttscale.engines import EngineSpec
 from ttscale.engines.base import Continuation, FinishReason, ModelInfo, ThreadedEngine
 from ttscale.engines.model_names import parameters_from_name
 from ttscale.engines.sampling import sample_seed
@@ -131,8 +132,9 @@ class VLLMEngine(ThreadedEngine):
     group); on a Ray cluster, one per actor with ``--gpus-per-actor 1``."""
 
     def __init__(self, model: str, *, dtype: str = "auto", trust_remote_code: bool = False,
-                 gpu_memory_utilization: float = 0.9, max_model_len: int | None = None,
-                 parameters: int | None = None, tensor_parallel_size: int = 1) -> None:
+                 gpu_memory_utilization: float = EngineSpec.gpu_memory_utilization,
+                 max_model_len: int | None = None, parameters: int | None = None,
+                 tensor_parallel_size: int = 1) -> None:
         if not model:
             raise ConfigError("--engine vllm needs --model: a Hugging Face model folder or "
                               "hub name on this machine")
