@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
+from typing import ClassVar
 
 from ttscale.planner.plan import Decision, Plan, prior_plan
 from ttscale.planner.probe import ProbeFeatures, probe_features
@@ -26,6 +27,8 @@ AUTO = "auto"
 @dataclass(frozen=True)
 class AutoDecision:
     """What the planner chose for one problem and why, as the run record stores it."""
+
+    record_key: ClassVar[str] = "plan"
 
     plan_source: str
     plan_identity: dict
@@ -79,7 +82,7 @@ async def auto_search(ctx: SearchContext, budget: int, plan: Plan, *,
     chosen and why."""
     chooser = PlanChooser(plan, scorer_spec, dataset)
     result = await solve(replace(ctx, chooser=chooser), AUTO, budget)
-    return result, result.choice.to_dict()
+    return result, result.details.to_dict()
 
 
 def plan_warnings(plan: Plan, model_name: str, parameters: int | None,

@@ -342,8 +342,8 @@ async def solve_jobs(
             scorer_name=scorer_name if spec.uses_scorer else None, settings=settings,
             candidates=result.candidates, tree=result.tree, ledger=result.ledger,
             seconds=job.seconds, pooled=job.pool_size is not None, pool_size=job.pool_size)
-        if result.choice is not None:
-            record["plan"] = result.choice.to_dict()
+        if result.details is not None:
+            record[result.details.record_key] = result.details.to_dict()
         records.append(record)
     return records
 

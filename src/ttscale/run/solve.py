@@ -83,7 +83,7 @@ async def solve_async(
         ledger=Ledger(policy.info.parameters, getattr(scorer_obj, "parameters", None)),
         chooser=_chooser(plan, policy, scorer_spec, settings) if spec.chooses else None)
     result = await solve_method(ctx, method, n)
-    decision = result.choice if isinstance(result.choice, AutoDecision) else None
+    decision = result.details if isinstance(result.details, AutoDecision) else None
     selection, scores = choose(result.candidates, settings.step_aggregation,
                                settings.answer_aggregation)
     if selection.index is None:

@@ -25,4 +25,4 @@ async def auto(ctx: SearchContext, n: int) -> SearchResult:
                      chooser=None)  # same tree and ledger
     result = await solve(chosen, choice.method, choice.n)
     return SearchResult("auto", n, choice.width, result.candidates, ctx.tree, ctx.ledger,
-                        choice=choice.explanation)
+                        details=choice.explanation)

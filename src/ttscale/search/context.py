@@ -16,7 +16,7 @@ from ttscale.settings import SearchSettings
 from ttscale.steps import Step
 
 if TYPE_CHECKING:
-    from ttscale.search.result import Candidate
+    from ttscale.search.result import Candidate, Details
 
 
 @dataclass(frozen=True)
@@ -28,7 +28,7 @@ class Choice:
     n: int
     width: int | None
     reuse: tuple[Candidate, ...]
-    explanation: object  # has to_dict(): what the run record stores
+    explanation: Details  # what the run record stores
 
 
 class MethodChooser(Protocol):

@@ -40,12 +40,15 @@ class SearchResult:
     candidates: tuple[Candidate, ...]
     tree: Tree
     ledger: Ledger
-    # a method that chose another one for this problem (auto) says what it chose and why
-    choice: Explanation | None = None
+    # what the method decided on the way, for the record: what auto chose and why, how many
+    # samples an adaptive method drew before it stopped
+    details: Details | None = None
 
 
-class Explanation(Protocol):
-    """A method's account of a choice it made, as the run record stores it."""
+class Details(Protocol):
+    """A method's account of what it decided, stored in the run record under ``record_key``."""
+
+    record_key: str
 
     def to_dict(self) -> dict: ...
 
