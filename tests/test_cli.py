@@ -88,6 +88,19 @@ def test_prms_lists_every_scorer_and_format():
         assert spec in result.output
 
 
+def test_methods_lists_every_registered_method(monkeypatch):
+    from ttscale.search import METHODS
+
+    monkeypatch.setenv("COLUMNS", "200")  # one table row per line
+    result = _run("methods")
+    assert result.exit_code == 0, result.output
+    rows = {line.split("│")[1].strip(): line for line in result.output.splitlines()
+            if line.count("│") > 2}
+    assert set(rows) == set(METHODS)
+    for name, spec in METHODS.items():
+        assert spec.summary[:40] in rows[name]
+
+
 def test_a_prm_of_the_wrong_architecture_fails_before_any_model_loads(tmp_path):
     (tmp_path / "config.json").write_text(
         json.dumps({"model_type": "mistral", "architectures": ["MistralForCausalLM"]}))

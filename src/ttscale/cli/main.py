@@ -1,5 +1,5 @@
-"""The ``ttscale`` command line: run | demo | ladder | solve | prms | report | serve | prm … |
-plan …; each command lives in a module of its own, this one puts them together."""
+"""The ``ttscale`` command line: run | demo | ladder | solve | methods | prms | report | serve |
+prm … | plan …; each command lives in a module of its own, this one puts them together."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import typer
 
 from ttscale.cli.demo import demo
 from ttscale.cli.ladder import ladder
+from ttscale.cli.methods import methods
 from ttscale.cli.plan import calibrate, evaluate, prior, show
 from ttscale.cli.prm import card, label, prm_serve, train
 from ttscale.cli.prm import evaluate as evaluate_head
@@ -28,6 +29,7 @@ app.command()(demo)
 app.command("ladder")(ladder)
 app.command()(solve)
 app.command()(prms)
+app.command()(methods)
 app.command()(report)
 app.command()(serve)
 

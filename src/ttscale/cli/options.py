@@ -58,8 +58,9 @@ ShuffleSeedOpt = Annotated[int | None, typer.Option(help="shuffle problems first
 
 # -- what runs -------------------------------------------------------------------------------
 MethodsOpt = Annotated[str, typer.Option(
-    "--method", help="comma-separated: greedy, majority, bon, beam, dvts, auto (the planner: "
-                     "see --plan)"), CommaList(str)]
+    "--method", help="comma-separated search methods (`ttscale methods` lists them), e.g. "
+                     "greedy,majority,bon,beam,dvts; auto: the planner, see --plan"),
+    CommaList(str)]
 BudgetsOpt = Annotated[str, typer.Option(
     "--n", "--budget", help="budgets N (generated paths), e.g. 4,16,64"), CommaList(int)]
 MethodBudgetsOpt = Annotated[list[str] | None, typer.Option(

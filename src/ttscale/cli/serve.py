@@ -53,8 +53,8 @@ SERVE_LOG_LEVEL = "info"
 ServedNameOpt = Annotated[str | None, typer.Option(
     help="the model name clients send (default: the policy's name)")]
 ServedMethodOpt = Annotated[str, typer.Option(
-    help="search for requests that name none: auto (the planner picks), bon, beam, dvts, "
-         "majority or greedy")]
+    help="search for requests that name none (`ttscale methods` lists them; auto: the planner "
+         "picks)")]
 ServedBudgetOpt = Annotated[int, typer.Option("--budget", "--n", help="default budget N")]
 ServedWidthOpt = Annotated[int, typer.Option(help="default beam width M")]
 ScorersOpt = Annotated[list[str] | None, typer.Option(

@@ -54,8 +54,9 @@ STEPS_PER_SOLUTION = 4  # the solution's token limit, in steps of --max-step-tok
 
 def solve(
     problem: Annotated[str, typer.Argument(help="the problem text")],
-    method: Annotated[str, typer.Option(help="greedy, majority, bon, beam, dvts or auto (the "
-                                             "planner picks, see --plan)")] = SOLVE_METHOD,
+    method: Annotated[str, typer.Option(help="a search method (`ttscale methods` lists "
+                                             "them); auto: the planner picks, see --plan")
+                      ] = SOLVE_METHOD,
     n: Annotated[int, typer.Option("--n", "--budget", help="budget N")] = SOLVE_BUDGET,
     plan: Annotated[Path | None, typer.Option(
         help="plan file for --method auto (default: the paper's prior rules)")] = None,
