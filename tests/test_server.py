@@ -89,6 +89,15 @@ def test_a_served_name_with_slashes_still_takes_a_prefix():
     assert parse_model(f"beam-8x2/{served}", served) == ("beam", 8, 2)
 
 
+def test_every_registered_method_is_reachable_by_its_model_name_prefix():
+    from ttscale.search import METHODS
+
+    for name, spec in METHODS.items():
+        prefix = name if spec.fixed_budget else f"{name}-16"
+        assert parse_model(f"{prefix}/{MODEL}", MODEL) == (name, None if spec.fixed_budget
+                                                           else 16, None)
+
+
 @pytest.mark.parametrize("body, status, param, words", [
     (chat(messages=None), 400, "messages", "'messages' is required"),
     ({"model": MODEL}, 400, "messages", "'messages' is required"),

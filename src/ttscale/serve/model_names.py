@@ -11,7 +11,7 @@ from ttscale.search import METHODS
 from ttscale.serve.refusals import invalid, model_not_found
 
 SERVED_METHODS = tuple(METHODS)
-_PREFIX = re.compile(r"^(?P<method>[a-z]+)(?:-(?P<budget>\d+)(?:x(?P<width>\d+))?)?$")
+_PREFIX = re.compile(r"^(?P<method>[a-z][a-z_]*)(?:-(?P<budget>\d+)(?:x(?P<width>\d+))?)?$")
 
 
 class ModelName(NamedTuple):
