@@ -28,7 +28,7 @@ from ttscale.planner.probe import (
     probe_features,
 )
 from ttscale.planner.split import split_ids
-from ttscale.stats import bootstrap_mean, paired_difference, wilson_interval
+from ttscale.stats import bootstrap_mean, paired_difference, ratio_of_means, wilson_interval
 
 
 # -- difficulty ------------------------------------------------------------------------------
@@ -96,6 +96,18 @@ def test_paired_difference_sees_agreement_that_unpaired_intervals_miss():
     assert difference.low > 0  # consistently better, though the accuracies' intervals overlap
     with pytest.raises(ValueError, match="length"):
         paired_difference([1.0], [1.0, 0.0])
+
+
+def test_ratio_of_means_is_paired_and_seeded():
+    a = [2.0] * 50 + [6.0] * 50  # half the cost of b on every problem
+    b = [4.0] * 50 + [12.0] * 50
+    ratio = ratio_of_means(a, b, seed=1)
+    assert ratio.value == 0.5 and ratio.low == 0.5 and ratio.high == 0.5  # no spread in pairs
+    spread = ratio_of_means([1.0, 3.0] * 20, [2.0, 2.0] * 20, seed=1)
+    assert spread == ratio_of_means([1.0, 3.0] * 20, [2.0, 2.0] * 20, seed=1)
+    assert spread.low < spread.value == 1.0 < spread.high
+    with pytest.raises(ValueError, match="length"):
+        ratio_of_means([1.0], [1.0, 2.0])
 
 
 # -- prior rules -----------------------------------------------------------------------------
