@@ -1,0 +1,225 @@
+"""The method study: every search method in the registry, on the embedded policy, at the same
+budgets, on the difficulty ladder's levels and GSM8K test — which one is compute-optimal at
+which difficulty and budget.
+
+1. Runs (``ttscale run``, resumable): per problem set (each ladder level of ``--levels``,
+   ``--per-level`` problems of the test split; ``--gsm8k`` problems of GSM8K test), the
+   methods that use no scorer once (``--prm none``), and the methods that do once per scorer
+   of ``--scorers`` (``self``: the policy's confidence, step aggregation last; ``arith`` and
+   ``grounded``: the model-free checkers, step aggregation min), every method at every budget
+   of ``--n``.
+2. Tables from the records: accuracy with a 95 % bootstrap interval over problems, mean FLOPs,
+   generated tokens, seconds and solutions drawn per problem; per problem set and budget the
+   most accurate method (ties: the cheaper), i.e. the compute-optimal choice at that
+   difficulty.
+3. Adaptive methods (records with an ``adaptive`` entry): their FLOPs as a ratio to the fixed
+   method they stop early from (majority vote, or Best-of-N with the same scorer) at the same
+   N, with a paired bootstrap interval, beside the paired accuracy difference.
+
+Writes ``benchmarks/results/methods.json`` and ``methods.md``; every figure comes from the
+records under ``--run-dir`` (``ttscale report RUN_DIR ... --bins level`` draws their curves).
+
+Usage: python benchmarks/methods.py [--run-dir runs/bench-methods] [--levels 1,2,3]
+       [--per-level 100] [--gsm8k 100] [--n 4,16] [--scorers self,arith,grounded]
+       [--methods greedy,majority,...] [--parallel 4] [--threads N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import subprocess
+import sys
+from collections import defaultdict
+from collections.abc import Sequence
+from pathlib import Path
+
+from ttscale.compute import format_flops
+from ttscale.records import read_records
+from ttscale.search import METHODS
+from ttscale.stats import bootstrap_mean, paired_difference, ratio_of_means
+
+RESULTS = Path(__file__).parent / "results"
+STEP_SETTINGS = ["--max-step-tokens", "64", "--max-depth", "8", "--max-solution-tokens", "256"]
+STEP_AGGREGATION = {"self": "last", "arith": "min", "grounded": "min"}
+ADAPTIVE_KEY = "adaptive"  # the record entry adaptive methods write
+
+
+def ttscale(*args: str) -> None:
+    print("$ ttscale " + " ".join(args), flush=True)
+    subprocess.run([sys.executable, "-m", "ttscale.cli.main", *args], check=True)
+
+
+def problem_sets(levels: Sequence[int], per_level: int, gsm8k: int) -> dict[str, list[str]]:
+    """{name: ttscale run's selection options}."""
+    sets = {f"ladder level {level}": ["--dataset", "ladder", "--levels", str(level),
+                                      "--limit", str(per_level)] for level in levels}
+    if gsm8k:
+        sets["gsm8k test"] = ["--dataset", "gsm8k", "--limit", str(gsm8k)]
+    return sets
+
+
+def run_all(args, methods: Sequence[str]) -> list[tuple[str, str, Path]]:
+    """(problem set, scorer, run folder) of every run, each run made or resumed."""
+    unscored = [m for m in methods if not METHODS[m].uses_scorer]
+    scored = [m for m in methods if METHODS[m].uses_scorer]
+    plan = ([("none", unscored)] if unscored else []) + [(s, scored) for s in args.scorers
+                                                         if scored]
+    threads = ["--threads", str(args.threads)] if args.threads else []
+    runs = []
+    for set_name, selection in problem_sets(args.levels, args.per_level, args.gsm8k).items():
+        for scorer, chosen in plan:
+            out = args.run_dir / f"{set_name.replace(' ', '-')}-{scorer}"
+            ttscale("run", *selection, "--method", ",".join(chosen),
+                    "--n", ",".join(map(str, args.n)), "--prm", scorer,
+                    "--step-agg", STEP_AGGREGATION.get(scorer, "last"), *STEP_SETTINGS,
+                    "--parallel", str(args.parallel), "--out", str(out), *threads)
+            runs.append((set_name, scorer, out))
+    return runs
+
+
+def _records(runs) -> dict[tuple[str, str, str, int], dict[str, dict]]:
+    """{(problem set, method, scorer, N): {problem id: record}}."""
+    table: dict[tuple[str, str, str, int], dict[str, dict]] = defaultdict(dict)
+    for set_name, _, folder in runs:
+        for record in read_records(folder / "records.jsonl").records:
+            key = (set_name, record["method"], record["scorer"] or "none", record["n"])
+            table[key][record["problem_id"]] = record
+    return table
+
+
+def _row(set_name: str, method: str, scorer: str, n: int, records: dict[str, dict]) -> dict:
+    values = list(records.values())
+    flops = [r["ledger"]["total_flops"] for r in values]
+    return {
+        "problems": set_name, "method": method, "scorer": scorer, "n": n,
+        "count": len(values),
+        "accuracy": bootstrap_mean([float(r["correct"]) for r in values]).to_dict(),
+        "flops": None if None in flops else sum(flops) / len(values),
+        "generated_tokens": sum(r["ledger"]["policy_tokens"]["generated"]
+                                for r in values) / len(values),
+        "seconds": sum(r["seconds"] for r in values) / len(values),
+        "drawn": sum(len(r["candidates"]) for r in values) / len(values),
+    }
+
+
+def adaptive_ratios(table) -> list[dict]:
+    """Each adaptive method's FLOPs and accuracy against the fixed method it stops early from,
+    paired over the problems both answered."""
+    rows = []
+    for (set_name, method, scorer, n), records in sorted(table.items()):
+        if not records or ADAPTIVE_KEY not in next(iter(records.values())):
+            continue
+        fixed = "bon" if METHODS[method].uses_scorer else "majority"
+        baseline = table.get((set_name, fixed, scorer, n), {})
+        shared = sorted(set(records) & set(baseline))
+        if not shared:
+            continue
+        ours, theirs = [records[p] for p in shared], [baseline[p] for p in shared]
+        rows.append({
+            "problems": set_name, "method": method, "scorer": scorer, "n": n,
+            "versus": fixed, "count": len(shared),
+            "flops_ratio": ratio_of_means([r["ledger"]["total_flops"] or 0.0 for r in ours],
+                                          [r["ledger"]["total_flops"] or 0.0 for r in theirs]
+                                          ).to_dict(),
+            "accuracy_difference": paired_difference([float(r["correct"]) for r in ours],
+                                                     [float(r["correct"]) for r in theirs]
+                                                     ).to_dict(),
+        })
+    return rows
+
+
+def compute_optimal(rows: list[dict]) -> list[dict]:
+    """Per problem set and budget, the most accurate method (ties: fewer FLOPs)."""
+    best: dict[tuple[str, int], dict] = {}
+    for row in rows:
+        key = (row["problems"], row["n"])
+        rank = (row["accuracy"]["value"], -(row["flops"] or float("inf")))
+        if key not in best or rank > (best[key]["accuracy"]["value"],
+                                      -(best[key]["flops"] or float("inf"))):
+            best[key] = row
+    return [best[key] for key in sorted(best)]
+
+
+def _pct(estimate: dict) -> str:
+    return (f"{estimate['value']:.1%} [{estimate['low']:.1%}, {estimate['high']:.1%}]"
+            .replace("%", ""))
+
+
+def markdown(rows: list[dict], ratios: list[dict], best: list[dict], setup: dict) -> str:
+    lines = ["# The method study on the embedded model", "",
+             f"Machine: {setup['machine']}. Settings: `{' '.join(setup['settings'])}`; budgets "
+             f"N = {', '.join(map(str, setup['n']))}. Accuracy in %, 95 % bootstrap interval "
+             "over problems; FLOPs, tokens, seconds and solutions drawn are means per problem.",
+             ""]
+    for set_name in dict.fromkeys(r["problems"] for r in rows):
+        lines += [f"## {set_name}", "",
+                  "| method | scorer | N | problems | accuracy | FLOPs | tokens | seconds | "
+                  "drawn |", "|---|---|---|---|---|---|---|---|---|"]
+        for r in (r for r in rows if r["problems"] == set_name):
+            lines.append(f"| {r['method']} | {r['scorer']} | {r['n']} | {r['count']} "
+                         f"| {_pct(r['accuracy'])} | {format_flops(r['flops'])} "
+                         f"| {r['generated_tokens']:.0f} | {r['seconds']:.1f} "
+                         f"| {r['drawn']:.1f} |")
+        lines.append("")
+    lines += ["## Compute-optimal choice", "",
+              "| problems | N | method | scorer | accuracy | FLOPs |", "|---|---|---|---|---|---|"]
+    lines += [f"| {r['problems']} | {r['n']} | {r['method']} | {r['scorer']} "
+              f"| {_pct(r['accuracy'])} | {format_flops(r['flops'])} |" for r in best]
+    if ratios:
+        lines += ["", "## Adaptive methods against the fixed method they stop early from", "",
+                  "| problems | method | scorer | N | versus | problems | FLOPs ratio | "
+                  "accuracy difference (points) |", "|---|---|---|---|---|---|---|---|"]
+        for r in ratios:
+            f = r["flops_ratio"]
+            lines.append(f"| {r['problems']} | {r['method']} | {r['scorer']} | {r['n']} "
+                         f"| {r['versus']} | {r['count']} "
+                         f"| {f['value']:.2f} [{f['low']:.2f}, {f['high']:.2f}] "
+                         f"| {_signed(r['accuracy_difference'])} |")
+    return "\n".join(lines) + "\n"
+
+
+def _signed(estimate: dict) -> str:
+    return (f"{estimate['value'] * 100:+.1f} [{estimate['low'] * 100:+.1f}, "
+            f"{estimate['high'] * 100:+.1f}]")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--run-dir", type=Path, default=Path("runs/bench-methods"))
+    parser.add_argument("--levels", type=lambda s: [int(v) for v in s.split(",")],
+                        default=[1, 2, 3])
+    parser.add_argument("--per-level", type=int, default=100)
+    parser.add_argument("--gsm8k", type=int, default=100)
+    parser.add_argument("--n", type=lambda s: [int(v) for v in s.split(",")], default=[4, 16])
+    parser.add_argument("--scorers", type=lambda s: s.split(","),
+                        default=["self", "arith", "grounded"])
+    parser.add_argument("--methods", type=lambda s: s.split(","),
+                        default=[m for m, spec in METHODS.items() if not spec.chooses])
+    parser.add_argument("--parallel", type=int, default=4)
+    parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--results", type=Path, default=RESULTS)
+    args = parser.parse_args()
+    unknown = [m for m in args.methods if m not in METHODS or METHODS[m].chooses]
+    if unknown:
+        parser.error(f"not fixed methods of the registry: {', '.join(unknown)}")
+    runs = run_all(args, args.methods)
+    table = _records(runs)
+    rows = [_row(*key, records) for key, records in table.items() if records]
+    rows.sort(key=lambda r: (r["problems"], r["n"], list(METHODS).index(r["method"]),
+                             r["scorer"]))
+    ratios, best = adaptive_ratios(table), compute_optimal(rows)
+    setup = {"machine": f"{platform.machine()}, {platform.processor() or 'cpu'}",
+             "settings": STEP_SETTINGS, "n": args.n, "scorers": args.scorers,
+             "runs": [str(folder) for _, _, folder in runs]}
+    args.results.mkdir(parents=True, exist_ok=True)
+    (args.results / "methods.json").write_text(json.dumps(
+        {"setup": setup, "rows": rows, "adaptive": ratios, "compute_optimal": best},
+        indent=2) + "\n")
+    (args.results / "methods.md").write_text(markdown(rows, ratios, best, setup))
+    print(f"wrote {args.results / 'methods.md'}")
+
+
+if __name__ == "__main__":
+    main()
