@@ -15,6 +15,12 @@ from dataclasses import dataclass, replace
 from ttscale.compute import Ledger, TokenCount
 from ttscale.errors import ConfigError
 from ttscale.registry import unknown_name_message
+from ttscale.search.adaptive import (
+    adaptive_best_of_n,
+    adaptive_consistency,
+    adaptive_consistency_dirichlet,
+    early_stopping_sc,
+)
 from ttscale.search.auto import auto
 from ttscale.search.beam_search import beam_search, check_budget
 from ttscale.search.best_of_n import (
@@ -25,8 +31,12 @@ from ttscale.search.best_of_n import (
     score_candidates,
 )
 from ttscale.search.context import SearchContext
+from ttscale.search.deepconf import deepconf, deepconf_online
 from ttscale.search.dvts import dvts
-from ttscale.search.result import Candidate, SearchResult
+from ttscale.search.lookahead import lookahead_search
+from ttscale.search.particle_filtering import particle_filtering, particle_gibbs
+from ttscale.search.rebase import rebase
+from ttscale.search.result import SearchResult
 
 
 @dataclass(frozen=True)
@@ -39,6 +49,7 @@ class MethodSpec:
     summary: str
     fixed_budget: int | None = None  # a method whose budget is always this one (greedy: 1)
     chooses: bool = False  # picks another method per problem (needs ctx.chooser and a scorer)
+    stops_early: bool = False  # may stop before spending N (adaptive): N is the most it reads
 
     def check_budget(self, n: int, width: int) -> None:
         """Refuse a budget this method cannot spend (a tree search's N must be a multiple of
@@ -61,6 +72,36 @@ METHODS: dict[str, MethodSpec] = {
                    "beam search: keep the N/M best steps, expand each M times"),
         MethodSpec("dvts", dvts, True, True, False,
                    "diverse verifier tree search: N/M independent beam searches of width M"),
+        MethodSpec("pf", particle_filtering, True, False, False,
+                   "particle filtering: N particles step by step, resampled by their PRM "
+                   "weights"),
+        MethodSpec("pgibbs", particle_gibbs, True, False, False,
+                   "particle Gibbs: N split into particle-filter sweeps, each keeping a "
+                   "reference particle from the one before"),
+        MethodSpec("rebase", rebase, True, False, False,
+                   "REBASE: each frontier node gets children by a softmax of its score "
+                   "(T = 0.2), under a budget of N whole solutions"),
+        MethodSpec("lookahead", lookahead_search, True, True, False,
+                   "lookahead search: beam search ranking each step by its k-step greedy "
+                   "rollout's score"),
+        MethodSpec("esc", early_stopping_sc, False, False, True,
+                   "early-stopping self-consistency: windows of 5 samples until one window "
+                   "agrees, then majority vote", stops_early=True),
+        MethodSpec("adaptive_sc", adaptive_consistency, False, False, True,
+                   "Adaptive-Consistency: sample until the Beta stopping criterion reaches "
+                   "0.95, then majority vote", stops_early=True),
+        MethodSpec("adaptive_sc_dirichlet", adaptive_consistency_dirichlet, False, False, True,
+                   "Adaptive-Consistency with the Dirichlet stopping criterion",
+                   stops_early=True),
+        MethodSpec("adaptive_bon", adaptive_best_of_n, True, False, True,
+                   "adaptive Best-of-N: sample and score until the PRM-weighted vote's leader "
+                   "cannot be overtaken", stops_early=True),
+        MethodSpec("deepconf", deepconf, False, False, True,
+                   "DeepConf offline: N sampled solutions, the top 10 % by the policy's token "
+                   "confidence vote, weighted by it (with prm_vote)"),
+        MethodSpec("deepconf_online", deepconf_online, False, False, False,
+                   "DeepConf online: up to 16 warm-up solutions set a confidence bar; the rest "
+                   "grow step by step and stop once their confidence falls below it"),
         MethodSpec("auto", auto, True, False, False,
                    "the planner: probe the problem, predict its difficulty, run the method and "
                    "budget the plan chooses for it", chooses=True),
@@ -135,22 +176,19 @@ async def _answer_from_pool(template: SearchContext, jobs: list[tuple[MethodSpec
     for spec, n in sorted(jobs, key=lambda job: (job[1], job[0].name)):
         scoring = spec.uses_scorer and scorer is not None
         subset = (scored if scoring and scorer.pointwise else pool)[:n]
-        ledger = _pool_share_ledger(ctx, subset)
-        seconds = sample_seconds * n / pool_size
+        ledger = Ledger(ctx.policy.info.parameters, getattr(scorer, "parameters", None))
+        job = await _timed(replace(ctx, ledger=ledger, reuse=tuple(subset)), spec, n)
+        # charged for the solutions it read (an adaptive method may stop before n)
+        read = job.result.candidates
+        ledger.policy = TokenCount.total(c.policy_tokens or TokenCount() for c in read)
+        ledger.policy_calls = 1
+        seconds = sample_seconds * len(read) / pool_size
         if scoring and scorer.pointwise:
-            steps = sum(len(c.steps) for c in subset)
+            steps = sum(len(c.steps) for c in read)
             whole = ctx.ledger.scorer
             ledger.scorer = TokenCount(*(round(v * steps / total_steps) for v in (
                 whole.prompt, whole.cached_prompt, whole.generated)))
             ledger.scorer_calls = 1
             seconds += score_seconds * steps / total_steps
-        job = await _timed(replace(ctx, ledger=ledger, reuse=tuple(subset)), spec, n)
         results.append(replace(job, seconds=job.seconds + seconds, pool_size=pool_size))
     return results
-
-
-def _pool_share_ledger(ctx: SearchContext, subset: Sequence[Candidate]) -> Ledger:
-    ledger = Ledger(ctx.policy.info.parameters, getattr(ctx.scorer, "parameters", None))
-    ledger.policy = TokenCount.total(c.policy_tokens or TokenCount() for c in subset)
-    ledger.policy_calls = 1
-    return ledger
