@@ -95,14 +95,24 @@ class TestRun:
             nodes = {node["id"] for node in record["tree"]}
             assert all(c["node"] in nodes for c in record["candidates"])
         by_key = {r["key"]: r for r in outcome.records}
-        # the work behind the run: each search's own spend, a pool's read-offs not again
-        spent = [r["ledger"] for r in outcome.records if r.get("pool_size") in (None, r["n"])]
-        assert len(spent) < len(outcome.records)
+        # the work behind the run: each search's own spend, and each problem's pool once (the
+        # largest read-off: majority vote and Best-of-N at N=4 both read all of it)
+        def computed(t):
+            return t["prompt"] - t["cached_prompt"] + t["generated"]
+
+        searches = [r["ledger"] for r in outcome.records if r.get("pool_size") is None]
+        pools = [[r["ledger"] for r in outcome.records
+                  if r.get("pool_size") and r["problem_id"] == problem]
+                 for problem in {r["problem_id"] for r in outcome.records}]
+        assert searches and all(len(pool) == 4 for pool in pools)
         assert outcome.policy_generated_tokens == sum(
-            ledger["policy_tokens"]["generated"] for ledger in spent)
+            ledger["policy_tokens"]["generated"] for ledger in searches) + sum(
+            max(ledger["policy_tokens"]["generated"] for ledger in pool) for pool in pools)
         assert outcome.computed_tokens == sum(
-            t["prompt"] - t["cached_prompt"] + t["generated"]
-            for ledger in spent for t in (ledger["policy_tokens"], ledger["scorer_tokens"]))
+            computed(ledger["policy_tokens"]) + computed(ledger["scorer_tokens"])
+            for ledger in searches) + sum(
+            max(computed(ledger["policy_tokens"]) for ledger in pool)
+            + max(computed(ledger["scorer_tokens"]) for ledger in pool) for pool in pools)
         # BoN at N=2 is read off the pool of 4: same first two candidates, half the tokens
         for problem in {r["problem_id"] for r in outcome.records}:
             small, large = by_key[f"{problem}|bon|2"], by_key[f"{problem}|bon|4"]

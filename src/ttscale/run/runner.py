@@ -248,6 +248,7 @@ class RunTally:
             logger.error("problem %s failed (%s); its records were not written: rerun the "
                          "same command to try it again", problem.id, message)
             self.failures.append(ProblemFailure(problem.id, message))
+        written = []
         for record in records or ():
             if record["key"] in self.done:
                 logger.warning("record %s came back twice; the second is dropped",
@@ -257,13 +258,28 @@ class RunTally:
             self.opened.records.append(record)
             self.done.add(record["key"])
             self.new += 1
-            if record.get("pool_size") in (None, record["n"]):  # a pool's spend counted once
-                ledger = record["ledger"]
-                self.generated += ledger["policy_tokens"]["generated"]
-                self.computed += sum(TokenCount.from_dict(ledger[side]).computed
-                                     for side in ("policy_tokens", "scorer_tokens")
-                                     if ledger.get(side))
+            written.append(record)
+        self._count_spend(written)
         self.finished += 1
+
+    def _count_spend(self, records: Sequence[dict]) -> None:
+        """What one problem's new records ran: each search's own, and a shared pool once (the
+        most any record answered from it read: its samples and their scoring)."""
+        pooled: dict[str, list[int]] = {"generated": [0], "policy": [0], "scorer": [0]}
+        for record in records:
+            ledger = record["ledger"]
+            policy = TokenCount.from_dict(ledger["policy_tokens"])
+            scorer = (TokenCount.from_dict(ledger["scorer_tokens"])
+                      if ledger.get("scorer_tokens") else TokenCount())
+            if record.get("pool_size") is None:
+                self.generated += policy.generated
+                self.computed += policy.computed + scorer.computed
+            else:
+                pooled["generated"].append(policy.generated)
+                pooled["policy"].append(policy.computed)
+                pooled["scorer"].append(scorer.computed)
+        self.generated += max(pooled["generated"])
+        self.computed += max(pooled["policy"]) + max(pooled["scorer"])
 
     def outcome(self) -> RunOutcome:
         return RunOutcome(self.opened.run_dir, self.opened.records, self.new,
