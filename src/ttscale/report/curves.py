@@ -25,8 +25,10 @@ logger = logging.getLogger(__name__)
 ALL = "all"
 PASS = "pass@N"
 MAJORITY = "majority@N"
-# independent samples, answered from one pool: the basis of pass@1 and pass@N
-POOLED_METHODS = tuple(name for name, spec in METHODS.items() if spec.pooled)
+# independent samples, answered from one pool: the basis of pass@1 and pass@N (not a method
+# that stops early: when it stopped depends on what it drew)
+POOLED_METHODS = tuple(name for name, spec in METHODS.items()
+                       if spec.pooled and not spec.stops_early)
 
 
 @dataclass(frozen=True)
