@@ -9,7 +9,8 @@ answer. This is search-and-learn's beam search (and the paper's).
 
 The loop is written over *groups* of beams so that DVTS — N/M independent subtrees, each a
 beam search keeping 1 path of width M — is the same code, with every subtree's calls batched
-together."""
+together. ``BeamGroup``, ``expand_round`` and ``add_step_node`` are the step-wise searches'
+shared parts (lookahead, REBASE and particle filtering expand their frontiers with them)."""
 
 from __future__ import annotations
 
@@ -39,7 +40,7 @@ def check_budget(n: int, width: int) -> None:
 
 
 @dataclass
-class _Group:
+class BeamGroup:
     """One beam search: its live beams, the paths it finished and its path scores."""
 
     index: int
@@ -58,7 +59,7 @@ class _Group:
         return not self.active or len(self.finished) >= self.target
 
 
-def _expansion_counts(group: _Group) -> list[tuple[Node, int]]:
+def _expansion_counts(group: BeamGroup) -> list[tuple[Node, int]]:
     """Spread the group's N generations over its live beams (M each when all N/M live)."""
     live = group.active
     base, extra = divmod(group.target, len(live))
@@ -66,8 +67,8 @@ def _expansion_counts(group: _Group) -> list[tuple[Node, int]]:
             if base + (1 if i < extra else 0) > 0]
 
 
-async def _expand_round(
-    ctx: SearchContext, groups: list[_Group], depth: int, last_round: bool,
+async def expand_round(
+    ctx: SearchContext, groups: list[BeamGroup], depth: int, last_round: bool,
     reuse: Sequence[Candidate] = (),
 ) -> list[Node]:
     """Generate one step for every planned expansion of every live group; return new nodes.
@@ -78,7 +79,7 @@ async def _expand_round(
     round, the first steps of ``reuse`` (whole solutions already sampled from the root, the
     first samples of its streams) stand for that many of the root's samples."""
     settings = ctx.settings
-    by_prefix: dict[str, list[tuple[_Group, Node, int]]] = defaultdict(list)
+    by_prefix: dict[str, list[tuple[BeamGroup, Node, int]]] = defaultdict(list)
     for group in groups:
         for node, count in _expansion_counts(group):
             by_prefix[ctx.prefix(ctx.tree.steps(node))].append((group, node, count))
@@ -111,7 +112,7 @@ async def _expand_round(
         taken = 0
         for group, node, count in plans:
             for continuation in continuations[taken: taken + count]:
-                children.append(_add_child(ctx, group, node, continuation, last_round))
+                children.append(add_step_node(ctx, group, node, continuation, last_round))
             taken += count
     return children
 
@@ -141,9 +142,12 @@ def _first_steps(solutions: Sequence[Candidate], settings, last_round: bool
     return steps
 
 
-def _add_child(
-    ctx: SearchContext, group: _Group, node: Node, continuation: Continuation, last_round: bool
+def add_step_node(
+    ctx: SearchContext, group: BeamGroup, node: Node, continuation: Continuation, last_round: bool
 ) -> Node:
+    """The tree node of one sampled step under ``node``: finished when the step ends the
+    solution, truncated when no round is left for it, else open. Shared by the step-wise
+    searches (beam, DVTS, lookahead, REBASE, particle filtering, online DeepConf)."""
     settings = ctx.settings
     child = ctx.tree.add_child(node, single_step(continuation), group=group.index)
     child.finish_reason = continuation.finish_reason
@@ -164,16 +168,16 @@ async def grouped_beam_search(
 ) -> list[Candidate]:
     """Run ``groups`` independent beam searches in lockstep; return each group's candidates.
     ``reuse``: whole solutions already sampled from the root, whose first steps join the
-    first round (see :func:`_expand_round`)."""
+    first round (see :func:`expand_round`)."""
     settings = ctx.settings
     # every group starts at the root: its first round samples its N (or M) first steps
-    state = [_Group(g, keep, width, [ctx.tree.root]) for g in range(groups)]
+    state = [BeamGroup(g, keep, width, [ctx.tree.root]) for g in range(groups)]
     depth = 0
     while any(not g.done for g in state) and depth < settings.max_depth:
         depth += 1
         last_round = depth == settings.max_depth
         live = [g for g in state if not g.done]
-        children = await _expand_round(ctx, live, depth, last_round, reuse)
+        children = await expand_round(ctx, live, depth, last_round, reuse)
         if ctx.scorer is not None:
             paths = [ctx.tree.steps(child) for child in children]
             scores = await ctx.score(paths)

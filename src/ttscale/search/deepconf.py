@@ -75,7 +75,7 @@ from typing import ClassVar, Literal
 
 from ttscale.engines.base import Continuation
 from ttscale.errors import ConfigError
-from ttscale.search.beam_search import _add_child, _Group
+from ttscale.search.beam_search import BeamGroup, add_step_node
 from ttscale.search.best_of_n import reuse_or_sample
 from ttscale.search.context import SearchContext
 from ttscale.search.result import Candidate, SearchResult, candidate_from_leaf
@@ -96,7 +96,7 @@ NO_LOGPROBS = ("DeepConf ranks traces by the policy's token log-probabilities, a
                "OpenAI-compatible server that returns completion logprobs (--engine openai)")
 
 # online traces are single paths: beam search's step helper sees them as groups of one
-_ONE_PATH = _Group(index=0, keep=1, width=1, active=[])
+_ONE_PATH = BeamGroup(index=0, keep=1, width=1, active=[])
 
 
 # --------------------------------------------------------------------------------------------
@@ -322,7 +322,7 @@ def _take_step(ctx: SearchContext, trace: _Trace, continuation: Continuation,
     """Add the step to the trace and stop the trace if a group it completed is below s."""
     parent = trace.leaf
     last_round = parent.depth + 1 >= ctx.settings.max_depth
-    child = _add_child(ctx, _ONE_PATH, parent, continuation, last_round)
+    child = add_step_node(ctx, _ONE_PATH, parent, continuation, last_round)
     if parent.parent is not None:
         parent.status = "kept"
     start = len(trace.logprobs)

@@ -38,7 +38,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from ttscale.search.aggregate import aggregate_step_scores
-from ttscale.search.beam_search import _add_child, _expand_round, _Group, check_budget
+from ttscale.search.beam_search import BeamGroup, add_step_node, check_budget, expand_round
 from ttscale.search.context import SearchContext
 from ttscale.search.result import Candidate, SearchResult, candidate_from_leaf
 from ttscale.search.tree import Node
@@ -70,7 +70,7 @@ async def _roll_out(ctx: SearchContext, candidates: list[Node], depth: int, k: i
         prefix = ctx.prefix(ctx.tree.steps(node))
         rollout_of[node.id] = by_prefix.setdefault(prefix, _Rollout(node))
     rollouts = list(by_prefix.values())
-    group = _Group(0, keep=1, width=1, active=[])
+    group = BeamGroup(0, keep=1, width=1, active=[])
     for _ in range(k):
         running = [r for r in rollouts if r.running and r.end.depth < settings.max_depth]
         if not running:
@@ -79,7 +79,7 @@ async def _roll_out(ctx: SearchContext, candidates: list[Node], depth: int, k: i
         replies = await ctx.extend(prefixes, 1, settings.step_stops, settings.max_step_tokens,
                                    temperature=0.0, seed_offset=depth - 1)
         for rollout, [continuation] in zip(running, replies, strict=True):
-            step = _add_child(ctx, group, rollout.end, continuation, last_round=False)
+            step = add_step_node(ctx, group, rollout.end, continuation, last_round=False)
             rollout.running = step.status == "open"  # it ended the solution: score it here
             step.status = "pruned"  # not part of any solution
             rollout.steps.append(step)
@@ -106,7 +106,7 @@ async def _score_round(ctx: SearchContext, children: list[Node], rollout_of: dic
     return path_scores, ranking
 
 
-def _select(group: _Group, children: list[Node], ranking: dict[int, float]) -> None:
+def _select(group: BeamGroup, children: list[Node], ranking: dict[int, float]) -> None:
     """Ended children leave the beam; the N/M open ones ranked best by their rollouts stay."""
     group.finished += [c for c in children if c.status in ("finished", "truncated")]
     open_children = sorted((c for c in children if c.status == "open"),
@@ -124,12 +124,12 @@ async def lookahead_search(ctx: SearchContext, n: int) -> SearchResult:
     settings = ctx.settings
     width = settings.width
     check_budget(n, width)
-    group = _Group(0, keep=n // width, width=width, active=[ctx.tree.root])
+    group = BeamGroup(0, keep=n // width, width=width, active=[ctx.tree.root])
     depth = 0
     while not group.done and depth < settings.max_depth:
         depth += 1
         last_round = depth == settings.max_depth
-        children = await _expand_round(ctx, [group], depth, last_round, ctx.reuse)
+        children = await expand_round(ctx, [group], depth, last_round, ctx.reuse)
         open_children = [c for c in children if c.status == "open"]
         rollout_of = ({} if last_round or not open_children
                       else await _roll_out(ctx, open_children, depth, LOOKAHEAD_STEPS))
@@ -140,7 +140,7 @@ async def lookahead_search(ctx: SearchContext, n: int) -> SearchResult:
                         ctx.ledger)
 
 
-def _candidates(ctx: SearchContext, group: _Group) -> list[Candidate]:
+def _candidates(ctx: SearchContext, group: BeamGroup) -> list[Candidate]:
     return [candidate_from_leaf(ctx.tree, leaf, group.path_scores[leaf.id])
             for leaf in group.finished]
 

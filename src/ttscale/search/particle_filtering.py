@@ -71,7 +71,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import ClassVar
 
-from ttscale.search.beam_search import _expand_round, _Group
+from ttscale.search.beam_search import BeamGroup, expand_round
 from ttscale.search.context import SearchContext
 from ttscale.search.result import Candidate, SearchResult, candidate_from_leaf
 from ttscale.search.tree import Node
@@ -178,8 +178,8 @@ async def _advance(
     Returns the particles on their new nodes, and the new nodes."""
     live = [i for i, node in enumerate(particles) if not _done(node)]
     # a group keeping one path of width one asks for exactly one sample from its node
-    groups = [_Group(group, 1, 1, [particles[i]]) for i in live]
-    children = await _expand_round(ctx, groups, depth, depth == ctx.settings.max_depth, reuse)
+    groups = [BeamGroup(group, 1, 1, [particles[i]]) for i in live]
+    children = await expand_round(ctx, groups, depth, depth == ctx.settings.max_depth, reuse)
     if ctx.scorer is not None:
         all_scores = await ctx.score([ctx.tree.steps(child) for child in children])
     else:

@@ -52,7 +52,7 @@ from dataclasses import dataclass, field
 from typing import ClassVar
 
 from ttscale.search.aggregate import aggregate_step_scores
-from ttscale.search.beam_search import _expand_round, _Group
+from ttscale.search.beam_search import BeamGroup, expand_round
 from ttscale.search.context import SearchContext
 from ttscale.search.result import SearchResult, candidate_from_leaf
 from ttscale.search.tree import Node
@@ -141,9 +141,9 @@ async def _round(ctx: SearchContext, search: _Search, depth: int) -> None:
         node.status = "kept" if count else "pruned"
     # one single-beam group per expanded node, so each is expanded its own number of times
     # (group index 0 throughout: REBASE has no subtrees)
-    groups = [_Group(0, keep=1, width=count, active=[node])
+    groups = [BeamGroup(0, keep=1, width=count, active=[node])
               for node, count in zip(search.frontier, counts, strict=True) if count]
-    children = await _expand_round(ctx, groups, depth, depth == settings.max_depth,
+    children = await expand_round(ctx, groups, depth, depth == settings.max_depth,
                                    ctx.reuse)
     all_scores = await ctx.score([ctx.tree.steps(child) for child in children])
     frontier = []
