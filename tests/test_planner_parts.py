@@ -215,6 +215,13 @@ def test_costs_count_the_probe_once():
     item.probe_scorer_flops = 3.0
     assert item.cost("majority", 16, 4) == 33.0  # majority scores nothing; the probe did
     assert item.cost("bon", 16, 4) == 40.0  # Best-of-N's own record scored the probe's samples
+    # an adaptive method read off the same streams: the probe at least, else its own record
+    item.outcomes[("esc", 16)] = Outcome(True, 6.0, 0.0)  # stopped within the probe
+    item.outcomes[("adaptive_sc", 16)] = Outcome(True, 20.0, 0.0)
+    item.outcomes[("adaptive_bon", 16)] = Outcome(True, 25.0, 2.0)
+    assert item.cost("esc", 16, 4) == 10.0
+    assert item.cost("adaptive_sc", 16, 4) == 23.0  # scores nothing; the probe did
+    assert item.cost("adaptive_bon", 16, 4) == 25.0
 
 
 def test_choose_cell_takes_the_most_accurate_then_the_cheapest():

@@ -34,18 +34,20 @@ class ProblemOutcomes:
     probe_scorer_flops: float | None = None
 
     def cost(self, method: str, n: int, probe_size: int) -> float | None:
-        """FLOPs of answering with ``method`` at ``n`` after the probe. Pooled methods reuse the
-        probe's samples; a tree search is charged the whole probe on top of its own record
-        (conservative: a live run also reuses the probe's first steps)."""
+        """FLOPs of answering with ``method`` at ``n`` after the probe (``probe_size`` samples,
+        whose cost the probe record holds). Pooled methods reuse the probe's samples; a tree
+        search is charged the whole probe on top of its own record (conservative: a live run
+        also reuses the probe's first steps)."""
         outcome = self.outcomes[(method, n)]
         if self.probe_flops is None or outcome.flops is None:
             return None
-        if METHODS[method].pooled:
-            if n < probe_size:
-                return self.probe_flops
-            # majority vote's record scored nothing, but the probe scored its samples
-            scoring = (self.probe_scorer_flops or 0.0) if method != "bon" else 0.0
-            return outcome.flops + scoring
+        spec = METHODS[method]
+        if spec.pooled:
+            # it reads the probe's samples first, then more of the same streams: the probe at
+            # least (a small budget, or an adaptive method that stops within the probe); a
+            # method that scores nothing still paid for the probe's scoring
+            scoring = 0.0 if spec.uses_scorer else (self.probe_scorer_flops or 0.0)
+            return max(outcome.flops + scoring, self.probe_flops)
         return outcome.flops + self.probe_flops
 
 
