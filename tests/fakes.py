@@ -10,6 +10,7 @@ the path of sample indices that led to them, so a test can tell every node apart
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import re
 from collections.abc import Callable, Sequence
@@ -248,3 +249,26 @@ class ScriptedScorer:
         self.charged.append(tokens)
         return ScoreBatch([[self.step_score(s.text) for s in steps] for steps in solutions],
                           tokens)
+
+
+# -- a search context over the scripted policy --------------------------------------------------
+DELIM = "\n\n"  # the tests' step delimiter (the default)
+PROBLEM = "what is 3 + 4?"
+
+
+def make_ctx(policy, scorer=None, **settings):
+    """A search context for ``PROMPT`` over ``policy`` (and ``scorer``); ``settings`` are
+    SearchSettings fields, the solution-ending stop ``END`` by default."""
+    from ttscale.compute import Ledger
+    from ttscale.search.context import SearchContext
+    from ttscale.settings import SearchSettings
+
+    settings.setdefault("end_stops", (END,))
+    return SearchContext(
+        problem=PROBLEM, prompt=PROMPT, policy=policy, scorer=scorer,
+        settings=SearchSettings(**settings),
+        ledger=Ledger(policy.info.parameters, scorer.parameters if scorer else None))
+
+
+def run(coro):
+    return asyncio.run(coro)

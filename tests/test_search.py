@@ -3,53 +3,38 @@ grow. No model runs here."""
 
 from __future__ import annotations
 
-import asyncio
 from collections import Counter, defaultdict
 
 import pytest
 
 from fakes import (
+    DELIM,
     END,
+    PROBLEM,
     PROMPT,
     ExtendCall,
     ScriptedPolicy,
     ScriptedScorer,
     Stepper,
     hashed_score,
+    make_ctx,
     marked_score,
     path_of,
+    run,
     step_text,
     token_logprob,
     tokenize,
 )
-from ttscale.compute import Ledger, TokenCount
+from ttscale.compute import TokenCount
 from ttscale.engines.base import Continuation
 from ttscale.errors import ConfigError
 from ttscale.search import METHODS, get_method
 from ttscale.search.beam_search import beam_search, check_budget
 from ttscale.search.best_of_n import best_of_n, greedy, majority_vote, sample_solutions
-from ttscale.search.context import SearchContext
 from ttscale.search.dvts import dvts
 from ttscale.search.steps_from_text import single_step, split_continuation
 from ttscale.search.tree import Node, Tree
-from ttscale.settings import SearchSettings
 from ttscale.steps import Step
-
-DELIM = "\n\n"
-PROBLEM = "what is 3 + 4?"
-
-
-def make_ctx(policy: ScriptedPolicy, scorer: ScriptedScorer | None = None,
-             **settings) -> SearchContext:
-    settings.setdefault("end_stops", (END,))
-    return SearchContext(
-        problem=PROBLEM, prompt=PROMPT, policy=policy, scorer=scorer,
-        settings=SearchSettings(**settings),
-        ledger=Ledger(policy.info.parameters, scorer.parameters if scorer else None))
-
-
-def run(coro):
-    return asyncio.run(coro)
 
 
 def prefix_depth(prefix: str) -> int:

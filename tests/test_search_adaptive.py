@@ -4,15 +4,14 @@ vote's sample streams, with every sample charged and in the tree. No model runs 
 
 from __future__ import annotations
 
-import asyncio
 import random
 from dataclasses import replace
 from fractions import Fraction
 
 import pytest
 
-from fakes import END, PROMPT, ScriptedPolicy, ScriptedScorer
-from ttscale.compute import Ledger, TokenCount
+from fakes import DELIM, END, PROMPT, ScriptedPolicy, ScriptedScorer, make_ctx, run
+from ttscale.compute import TokenCount
 from ttscale.errors import ConfigError
 from ttscale.search import MethodSpec
 from ttscale.search.adaptive import (
@@ -31,11 +30,7 @@ from ttscale.search.adaptive import (
 )
 from ttscale.search.aggregate import choose
 from ttscale.search.best_of_n import majority_vote, sample_solutions, score_candidates
-from ttscale.search.context import SearchContext
-from ttscale.settings import SearchSettings
 
-DELIM = "\n\n"
-PROBLEM = "what is 3 + 4?"
 FIRST_STEP_SCORE = 0.25
 
 
@@ -53,16 +48,6 @@ def scripted(answers, scores=None, first_scores=None):
     return respond
 
 
-def make_ctx(policy, scorer=None, **settings) -> SearchContext:
-    settings.setdefault("end_stops", (END,))
-    return SearchContext(
-        problem=PROBLEM, prompt=PROMPT, policy=policy, scorer=scorer,
-        settings=SearchSettings(**settings),
-        ledger=Ledger(policy.info.parameters, scorer.parameters if scorer else None))
-
-
-def run(coro):
-    return asyncio.run(coro)
 
 
 def search(method, n, answers, scores=None, scorer=None, first_scores=None, **settings):

@@ -10,19 +10,20 @@ from fractions import Fraction
 import pytest
 
 from fakes import (
+    DELIM,
     END,
     PROMPT,
     ScriptedPolicy,
     ScriptedScorer,
     Stepper,
     hashed_score,
+    make_ctx,
     marked_score,
     path_of,
     tokenize,
 )
-from ttscale.compute import Ledger, TokenCount
+from ttscale.compute import TokenCount
 from ttscale.search.best_of_n import sample_solutions
-from ttscale.search.context import SearchContext
 from ttscale.search.methods import MethodSpec
 from ttscale.search.particle_filtering import (
     GIBBS_SWEEPS,
@@ -35,19 +36,8 @@ from ttscale.search.particle_filtering import (
     resampling_weights,
 )
 from ttscale.search.tree import Node, Tree
-from ttscale.settings import SearchSettings
 
-DELIM = "\n\n"
-PROBLEM = "what is 3 + 4?"
 DONE = ("finished", "truncated")
-
-
-def make_ctx(policy, scorer=None, **settings) -> SearchContext:
-    settings.setdefault("end_stops", (END,))
-    return SearchContext(
-        problem=PROBLEM, prompt=PROMPT, policy=policy, scorer=scorer,
-        settings=SearchSettings(**settings),
-        ledger=Ledger(policy.info.parameters, scorer.parameters if scorer else None))
 
 
 def search(method, n, stepper=None, scorer=True, **settings):

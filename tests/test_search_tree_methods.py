@@ -3,20 +3,22 @@ is allotted, the rollouts that rank the beams, the tree, the ledger. No model ru
 
 from __future__ import annotations
 
-import asyncio
 import json
 from collections import Counter
 
 import pytest
 
 from fakes import (
+    DELIM,
     END,
     PROMPT,
     ScriptedPolicy,
     ScriptedScorer,
     Stepper,
     hashed_score,
+    make_ctx,
     path_of,
+    run,
     step_text,
     tokenize,
 )
@@ -24,28 +26,10 @@ from ttscale.compute import Ledger, TokenCount
 from ttscale.errors import ConfigError
 from ttscale.search import lookahead as lookahead_module
 from ttscale.search.beam_search import beam_search
-from ttscale.search.context import SearchContext
 from ttscale.search.lookahead import LOOKAHEAD_STEPS, lookahead_search
 from ttscale.search.methods import MethodSpec
 from ttscale.search.rebase import SOFTMAX_TEMPERATURE, allot, rebase
 from ttscale.search.tree import Node, Tree
-from ttscale.settings import SearchSettings
-
-DELIM = "\n\n"
-PROBLEM = "what is 3 + 4?"
-
-
-def make_ctx(policy: ScriptedPolicy, scorer: ScriptedScorer | None = None,
-             **settings) -> SearchContext:
-    settings.setdefault("end_stops", (END,))
-    return SearchContext(
-        problem=PROBLEM, prompt=PROMPT, policy=policy, scorer=scorer,
-        settings=SearchSettings(**settings),
-        ledger=Ledger(policy.info.parameters, scorer.parameters if scorer else None))
-
-
-def run(coro):
-    return asyncio.run(coro)
 
 
 def table(scores: dict, default=hashed_score):
