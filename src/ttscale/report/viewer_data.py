@@ -10,7 +10,8 @@ A chunk is gzip-compressed JSON, base64-encoded:
                                     "answer", "correct", "pass", "selected", "flops",
                                     "seconds", "tokens", "tree", "ids", "scores",
                                     "candidates": [[node, answer, correct, score], ...],
-                                    "plan": {...} | absent}, ...]}]}
+                                    "plan": {...} | absent, "note": "what the method
+                                    decided, in words" | absent}, ...]}]}
 
 ``runs`` follows the report's runs (null where a run lacks the problem). Pooled records
 (Best-of-N and majority at several budgets drawn from one pool of samples) share one node
@@ -28,6 +29,7 @@ from dataclasses import dataclass
 from ttscale.datasets import load_dataset
 from ttscale.errors import TTScaleError
 from ttscale.report.curves import Bins
+from ttscale.report.method_notes import method_note
 from ttscale.report.runs import RunData
 from ttscale.report.summary import method_rank
 
@@ -112,6 +114,9 @@ def _run_part(run: RunData, records: list[dict]) -> dict:
         }
         if record.get("plan"):
             search["plan"] = record["plan"]
+        note = method_note(record)
+        if note:
+            search["note"] = note
         searches.append(search)
     if pooled_tree is not None:
         trees[pooled_index] = [pooled_tree[key] for key in sorted(pooled_tree)]

@@ -317,6 +317,7 @@
         fmtScore(probe.agreement) + ")" : "") + " → " + plan.method + "@" + plan.n +
         (plan.reason ? " · " + plan.reason : "")));
     }
+    if (search.note) body.appendChild(el("div", "plan-line", search.method + ": " + search.note));
     var tree = buildTree(part.trees[search.tree], search);
     var container = el("ul", "tree");
     container.setAttribute("role", "tree");
