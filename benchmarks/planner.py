@@ -7,7 +7,12 @@ finish an interrupted study) and copies the evaluation, the plan and the setting
 ``benchmarks/results/planner.json`` and ``planner.md``. Every figure comes from the run records
 under ``--out``.
 
+``--methods`` widens the menu the plan chooses from (e.g. with the registry's newer methods,
+``ttscale methods``) and ``--name`` writes the results under another name, so a study with the
+wider menu stands beside the first.
+
 Usage: python benchmarks/planner.py [--limit 24] [--out runs/plan-bench] [--threads 2]
+       [--methods majority,bon,beam,dvts] [--name planner]
 """
 
 from __future__ import annotations
@@ -41,14 +46,18 @@ def main() -> None:
     parser.add_argument("--difficulty-samples", type=int, default=8)
     parser.add_argument("--min-problems", type=int, default=5)
     parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--methods", default="majority,bon,beam,dvts",
+                        help="the fixed methods the plan chooses among")
+    parser.add_argument("--name", default="planner", help="results file name")
     args = parser.parse_args()
+    tree_methods = [m for m in args.methods.split(",") if m in ("beam", "dvts")]
     settings = ["--max-step-tokens", "48", "--max-depth", "8", "--max-solution-tokens", "192",
                 "--width", "4", "--prm", "self"]
     threads = ["--threads", str(args.threads)] if args.threads else []
     started = time.perf_counter()
     ttscale("plan", "calibrate", "--out", str(args.out), "--dataset", "gsm8k", "--limit",
-            str(args.limit), "--methods", "majority,bon,beam,dvts", "--n", args.n,
-            "--method-n", f"beam={args.tree_n}", "--method-n", f"dvts={args.tree_n}",
+            str(args.limit), "--methods", args.methods, "--n", args.n,
+            *(f for m in tree_methods for f in ("--method-n", f"{m}={args.tree_n}")),
             "--probe", str(args.probe), "--difficulty-samples", str(args.difficulty_samples),
             "--min-problems", str(args.min_problems), *settings, *threads)
     ttscale("plan", "evaluate", "--plan", str(args.out / "plan.json"), *threads)
@@ -59,7 +68,8 @@ def main() -> None:
     result = {
         "machine": {"platform": platform.platform(), "cpus": os.cpu_count(),
                     "python": platform.python_version()},
-        "settings": {"dataset": "gsm8k", "limit": args.limit, "budgets": args.n,
+        "settings": {"dataset": "gsm8k", "limit": args.limit, "methods": args.methods,
+                     "budgets": args.n,
                      "tree_budgets": args.tree_n, "probe": args.probe,
                      "difficulty_samples": args.difficulty_samples,
                      "min_problems": args.min_problems, "search": settings},
@@ -70,9 +80,9 @@ def main() -> None:
                                                    "predictor_accuracy_on_calibration")},
         "evaluation": evaluation,
     }
-    (RESULTS / "planner.json").write_text(json.dumps(result, indent=2) + "\n")
-    shutil.copyfile(args.out / "evaluation.md", RESULTS / "planner.md")
-    print(f"written: {RESULTS / 'planner.json'}, {RESULTS / 'planner.md'}")
+    (RESULTS / f"{args.name}.json").write_text(json.dumps(result, indent=2) + "\n")
+    shutil.copyfile(args.out / "evaluation.md", RESULTS / f"{args.name}.md")
+    print(f"written: {RESULTS / f'{args.name}.json'}, {RESULTS / f'{args.name}.md'}")
 
 
 if __name__ == "__main__":
