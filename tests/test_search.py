@@ -741,3 +741,32 @@ class TestSplitContinuation:
     def test_single_step_keeps_the_whole_continuation(self):
         cont = continuation("x = 1\n\ny", (0, 2, 4, 7), (-0.5, -0.5, -0.5, -0.1))
         assert single_step(cont) == Step("x = 1\n\ny", 4, (-0.5, -0.5, -0.5, -0.1))
+
+
+class TestSolveJobs:
+    """A problem's jobs through the registry's one entry point: the pooled methods from one
+    pool, each charged for the solutions it read."""
+
+    def test_one_pool_answers_every_pooled_job_and_each_pays_what_it_read(self):
+        from ttscale.search import solve_jobs
+
+        policy, scorer = ScriptedPolicy(Stepper(answer_depth=2)), ScriptedScorer()
+        ctx = make_ctx(policy, scorer, temperature=0.7)
+        jobs = [("majority", 16), ("bon", 4), ("esc", 16), ("beam", 4)]
+        results = {(j.method, j.n): j for j in run(solve_jobs(ctx, jobs))}
+        assert set(results) == set(jobs)
+        pool_calls = [c for c in policy.calls if c.prefixes == (PROMPT,) and c.n == 16]
+        assert len(pool_calls) == 1  # majority, Best-of-N and ESC read one pool of 16
+        pool = results[("majority", 16)]
+        esc = results[("esc", 16)]
+        # every sample answers 7: ESC stops after its first window of 5
+        assert len(esc.result.candidates) == 5 and esc.result.details.stopped_by == "agreement"
+        assert [c.steps for c in esc.result.candidates] == [
+            c.steps for c in pool.result.candidates[:5]]
+        for job in (pool, esc, results[("bon", 4)]):
+            read = job.result.candidates
+            assert job.pool_size == 16
+            assert job.result.ledger.policy == TokenCount.total(c.policy_tokens for c in read)
+        assert esc.result.ledger.policy.generated < pool.result.ledger.policy.generated
+        assert results[("beam", 4)].pool_size is None  # its own search, its own tree
+        assert results[("beam", 4)].result.tree is not pool.result.tree
