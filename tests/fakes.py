@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import re
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
@@ -272,3 +273,41 @@ def make_ctx(policy, scorer=None, **settings):
 
 def run(coro):
     return asyncio.run(coro)
+
+
+# -- reading what a search did ------------------------------------------------------------------
+def at_depth(tree, depth: int) -> list:
+    return [n for n in tree.nodes if n.depth == depth]
+
+
+def prefix_of(tree, node) -> str:
+    """The policy's input that continues ``node``'s path (``PROMPT`` and ``DELIM`` steps)."""
+    return PROMPT + "".join(n.step.text + DELIM for n in tree.path(node))
+
+
+def requested(calls) -> Counter:
+    """Samples requested per prefix over some engine calls."""
+    counts: Counter = Counter()
+    for call in calls:
+        for prefix in call.prefixes:
+            counts[prefix] += call.n
+    return counts
+
+
+def assert_ledger_charges_every_call(ledger, policy: ScriptedPolicy,
+                                     scorer: ScriptedScorer) -> None:
+    """The ledger holds every token of every policy and scorer call, counted apart from the
+    engine's own report too: one token per word, + 1 for the stop or the end of sequence."""
+    conts = policy.continuations
+    assert ledger.policy == TokenCount(
+        prompt=sum(c.prompt_tokens for c in conts),
+        cached_prompt=sum(c.cached_prompt_tokens for c in conts),
+        generated=sum(c.generated_tokens for c in conts))
+    assert ledger.policy.generated == sum(len(tokenize(c.text)) + (c.finish_reason != "length")
+                                          for c in conts)
+    assert ledger.policy.prompt == sum(len(p.split()) * call.n
+                                       for call in policy.calls for p in call.prefixes)
+    assert ledger.policy_calls == len(policy.calls)
+    assert ledger.scorer == TokenCount.total(scorer.charged)
+    assert ledger.scorer_calls == len(scorer.calls)
+

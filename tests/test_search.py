@@ -16,6 +16,8 @@ from fakes import (
     ScriptedPolicy,
     ScriptedScorer,
     Stepper,
+    assert_ledger_charges_every_call,
+    at_depth,
     hashed_score,
     make_ctx,
     marked_score,
@@ -23,7 +25,6 @@ from fakes import (
     run,
     step_text,
     token_logprob,
-    tokenize,
 )
 from ttscale.compute import TokenCount
 from ttscale.engines.base import Continuation
@@ -63,10 +64,6 @@ def ancestors(tree: Tree, node: Node) -> list[Node]:
         node = tree.nodes[node.parent]
         chain.append(node)
     return chain
-
-
-def at_depth(tree: Tree, depth: int) -> list[Node]:
-    return [n for n in tree.nodes if n.depth == depth]
 
 
 def expected_prefix(tree: Tree, node: Node) -> str:
@@ -638,21 +635,9 @@ class TestLedger:
         result = run(method(ctx, 8))
         ledger = result.ledger
         assert ledger is ctx.ledger
-        conts = policy.continuations
-        assert ledger.policy == TokenCount(
-            prompt=sum(c.prompt_tokens for c in conts),
-            cached_prompt=sum(c.cached_prompt_tokens for c in conts),
-            generated=sum(c.generated_tokens for c in conts))
-        # counted independently of the engine's own report
-        # (+ 1 for a solution ended by a stop string or end-of-sequence: that token has no text)
-        assert ledger.policy.generated == sum(len(tokenize(c.text)) + (c.finish_reason != "length")
-                                              for c in conts)
-        assert ledger.policy.prompt == sum(len(p.split()) * call.n
-                                           for call in policy.calls for p in call.prefixes)
-        assert ledger.policy_calls == len(policy.calls)
+        assert_ledger_charges_every_call(ledger, policy, scorer)
         assert ledger.policy_flops == 2 * 1000 * ledger.policy.computed
-        assert ledger.scorer == TokenCount.total(scorer.charged)
-        assert ledger.scorer_calls == len(scorer.calls) >= 1
+        assert scorer.calls
         assert ledger.scorer_flops == 2 * 500 * ledger.scorer.prompt
         assert ledger.total_flops == ledger.policy_flops + ledger.scorer_flops
 

@@ -16,13 +16,14 @@ from fakes import (
     ScriptedPolicy,
     ScriptedScorer,
     Stepper,
+    assert_ledger_charges_every_call,
     hashed_score,
     make_ctx,
     marked_score,
     path_of,
-    tokenize,
+    prefix_of,
+    requested,
 )
-from ttscale.compute import TokenCount
 from ttscale.search.best_of_n import sample_solutions
 from ttscale.search.methods import MethodSpec
 from ttscale.search.particle_filtering import (
@@ -35,7 +36,6 @@ from ttscale.search.particle_filtering import (
     resampling_rng,
     resampling_weights,
 )
-from ttscale.search.tree import Node, Tree
 
 DONE = ("finished", "truncated")
 
@@ -45,19 +45,6 @@ def search(method, n, stepper=None, scorer=True, **settings):
     scorer_obj = ScriptedScorer() if scorer else None
     ctx = make_ctx(policy, scorer_obj, **settings)
     return asyncio.run(method(ctx, n)), policy, scorer_obj
-
-
-def prefix_of(tree: Tree, node: Node) -> str:
-    return PROMPT + "".join(n.step.text + DELIM for n in tree.path(node))
-
-
-def requested(calls) -> Counter:
-    """Samples requested per prefix over some engine calls."""
-    counts: Counter = Counter()
-    for call in calls:
-        for prefix in call.prefixes:
-            counts[prefix] += call.n
-    return counts
 
 
 def calls_by_depth(policy) -> dict[int, list]:
@@ -328,18 +315,7 @@ class TestParticleFiltering:
 
 
 def check_ledger(result, policy, scorer):
-    ledger, conts = result.ledger, policy.continuations
-    assert ledger.policy == TokenCount(
-        prompt=sum(c.prompt_tokens for c in conts),
-        cached_prompt=sum(c.cached_prompt_tokens for c in conts),
-        generated=sum(c.generated_tokens for c in conts))
-    assert ledger.policy.generated == sum(len(tokenize(c.text)) + (c.finish_reason != "length")
-                                          for c in conts)
-    assert ledger.policy.prompt == sum(len(p.split()) * call.n
-                                       for call in policy.calls for p in call.prefixes)
-    assert ledger.policy_calls == len(policy.calls)
-    assert ledger.scorer == TokenCount.total(scorer.charged)
-    assert ledger.scorer_calls == len(scorer.calls)
+    assert_ledger_charges_every_call(result.ledger, policy, scorer)
 
 
 def same_search(one, two) -> bool:

@@ -15,14 +15,16 @@ from fakes import (
     ScriptedPolicy,
     ScriptedScorer,
     Stepper,
+    at_depth,
     hashed_score,
     make_ctx,
     path_of,
+    prefix_of,
+    requested,
     run,
     step_text,
-    tokenize,
 )
-from ttscale.compute import Ledger, TokenCount
+from fakes import assert_ledger_charges_every_call as charges_every_call
 from ttscale.errors import ConfigError
 from ttscale.search import lookahead as lookahead_module
 from ttscale.search.beam_search import beam_search
@@ -40,38 +42,10 @@ def paths(nodes) -> list[tuple[int, ...]]:
     return [path_of(n.step.text) for n in nodes]
 
 
-def at_depth(tree: Tree, depth: int) -> list[Node]:
-    return [n for n in tree.nodes if n.depth == depth]
-
-
-def prefix_of(tree: Tree, node: Node) -> str:
-    return PROMPT + "".join(n.step.text + DELIM for n in tree.path(node))
-
-
-def requested(calls) -> Counter:
-    """Samples asked for each prefix."""
-    counts: Counter = Counter()
-    for call in calls:
-        for prefix in call.prefixes:
-            counts[prefix] += call.n
-    return counts
-
-
-def assert_ledger_charges_every_call(ledger: Ledger, policy: ScriptedPolicy,
+def assert_ledger_charges_every_call(ledger, policy: ScriptedPolicy,
                                      scorer: ScriptedScorer) -> None:
-    conts = policy.continuations
-    assert ledger.policy == TokenCount(
-        prompt=sum(c.prompt_tokens for c in conts),
-        cached_prompt=sum(c.cached_prompt_tokens for c in conts),
-        generated=sum(c.generated_tokens for c in conts))
-    # counted apart from the engine's report: one token per word, + 1 for the stop or the end
-    assert ledger.policy.generated == sum(len(tokenize(c.text)) + (c.finish_reason != "length")
-                                          for c in conts)
-    assert ledger.policy.prompt == sum(len(p.split()) * call.n
-                                       for call in policy.calls for p in call.prefixes)
-    assert ledger.policy_calls == len(policy.calls)
-    assert ledger.scorer == TokenCount.total(scorer.charged)
-    assert ledger.scorer_calls == len(scorer.calls) >= 1
+    charges_every_call(ledger, policy, scorer)
+    assert scorer.calls  # these searches are guided by the scorer
 
 
 def snapshot(result) -> tuple:
