@@ -54,9 +54,13 @@ class SearchContext:
 
     def fresh(self, scorer: Scorer | None) -> SearchContext:
         """A context for another search of the same problem: its own tree and ledger."""
-        return replace(self, scorer=scorer, tree=Tree(), reuse=(),
-                       ledger=Ledger(self.policy.info.parameters,
-                                     getattr(scorer, "parameters", None)))
+        ctx = replace(self, scorer=scorer, tree=Tree(), reuse=())
+        ctx.ledger = ctx.new_ledger()
+        return ctx
+
+    def new_ledger(self) -> Ledger:
+        """An empty ledger priced for this context's policy and scorer."""
+        return Ledger(self.policy.info.parameters, getattr(self.scorer, "parameters", None))
 
     def prefix(self, steps: Sequence[Step]) -> str:
         """The policy's input to continue a partial solution."""

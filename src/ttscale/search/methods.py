@@ -12,7 +12,7 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, replace
 
-from ttscale.compute import Ledger, TokenCount
+from ttscale.compute import TokenCount
 from ttscale.errors import ConfigError
 from ttscale.registry import unknown_name_message
 from ttscale.search.adaptive import (
@@ -176,7 +176,7 @@ async def _answer_from_pool(template: SearchContext, jobs: list[tuple[MethodSpec
     for spec, n in sorted(jobs, key=lambda job: (job[1], job[0].name)):
         scoring = spec.uses_scorer and scorer is not None
         subset = (scored if scoring and scorer.pointwise else pool)[:n]
-        ledger = Ledger(ctx.policy.info.parameters, getattr(scorer, "parameters", None))
+        ledger = ctx.new_ledger()
         job = await _timed(replace(ctx, ledger=ledger, reuse=tuple(subset)), spec, n)
         # charged for the solutions it read (an adaptive method may stop before n)
         read = job.result.candidates
