@@ -17,18 +17,23 @@ which difficulty and budget.
    N, with a paired bootstrap interval, beside the paired accuracy difference.
 
 Writes ``benchmarks/results/methods.json`` and ``methods.md``; every figure comes from the
-records under ``--run-dir`` (``ttscale report RUN_DIR ... --bins level`` draws their curves).
+records under ``--run-dir`` (``ttscale report RUN_DIR ... --bins level`` draws their curves),
+which are kept gzipped under ``--archive`` (``benchmarks/results/methods-runs``): a run folder
+that is missing is unpacked from there and resumed, so the study can be stopped at any moment
+(``--tables-only`` then tables and archives what is done) and finished later, elsewhere.
 
 Usage: python benchmarks/methods.py [--run-dir runs/bench-methods] [--levels 1,2,3]
        [--per-level 100] [--gsm8k 100] [--n 4,16] [--scorers self,arith,grounded]
-       [--methods greedy,majority,...] [--parallel 4] [--threads N]
+       [--methods greedy,majority,...] [--parallel 4] [--threads N] [--tables-only]
 """
 
 from __future__ import annotations
 
 import argparse
+import gzip
 import json
 import platform
+import shutil
 import subprocess
 import sys
 from collections import defaultdict
@@ -41,6 +46,7 @@ from ttscale.search import METHODS
 from ttscale.stats import bootstrap_mean, paired_difference, ratio_of_means
 
 RESULTS = Path(__file__).parent / "results"
+ARCHIVE = RESULTS / "methods-runs"
 STEP_SETTINGS = ["--max-step-tokens", "64", "--max-depth", "8", "--max-solution-tokens", "256"]
 STEP_AGGREGATION = {"self": "last", "arith": "min", "grounded": "min"}
 ADAPTIVE_KEY = "adaptive"  # the record entry adaptive methods write
@@ -71,12 +77,42 @@ def run_all(args, methods: Sequence[str]) -> list[tuple[str, str, Path]]:
     for set_name, selection in problem_sets(args.levels, args.per_level, args.gsm8k).items():
         for scorer, chosen in plan:
             out = args.run_dir / f"{set_name.replace(' ', '-')}-{scorer}"
+            restore(out, args.archive)
+            if args.tables_only:
+                if (out / "records.jsonl").exists():
+                    runs.append((set_name, scorer, out))
+                continue
             ttscale("run", *selection, "--method", ",".join(chosen),
                     "--n", ",".join(map(str, args.n)), "--prm", scorer,
                     "--step-agg", STEP_AGGREGATION.get(scorer, "last"), *STEP_SETTINGS,
                     "--parallel", str(args.parallel), "--out", str(out), *threads)
             runs.append((set_name, scorer, out))
     return runs
+
+
+def restore(out: Path, archive: Path) -> None:
+    """Unpack an archived run that is not here, so that the run resumes from its records."""
+    saved = archive / out.name
+    if (out / "records.jsonl").exists() or not (saved / "records.jsonl.gz").exists():
+        return
+    out.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(saved / "manifest.json", out / "manifest.json")
+    with gzip.open(saved / "records.jsonl.gz", "rb") as packed, \
+            open(out / "records.jsonl", "wb") as plain:
+        shutil.copyfileobj(packed, plain)
+
+
+def archive_runs(runs, archive: Path) -> None:
+    """Each run's manifest and records, gzipped (no time stamp, so unchanged records pack to
+    the same bytes): the data behind the tables, and what a later invocation resumes from."""
+    for _, _, out in runs:
+        saved = archive / out.name
+        saved.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(out / "manifest.json", saved / "manifest.json")
+        with open(out / "records.jsonl", "rb") as plain, \
+                open(saved / "records.jsonl.gz", "wb") as target, \
+                gzip.GzipFile(filename="", mode="wb", fileobj=target, mtime=0) as packed:
+            shutil.copyfileobj(plain, packed)
 
 
 def _records(runs) -> dict[tuple[str, str, str, int], dict[str, dict]]:
@@ -200,11 +236,17 @@ def main() -> None:
     parser.add_argument("--parallel", type=int, default=4)
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--results", type=Path, default=RESULTS)
+    parser.add_argument("--archive", type=Path, default=ARCHIVE,
+                        help="where the runs' records are kept, gzipped, and resumed from")
+    parser.add_argument("--tables-only", action="store_true",
+                        help="run nothing: tables from the run folders that exist, as far as "
+                             "they got")
     args = parser.parse_args()
     unknown = [m for m in args.methods if m not in METHODS or METHODS[m].chooses]
     if unknown:
         parser.error(f"not fixed methods of the registry: {', '.join(unknown)}")
     runs = run_all(args, args.methods)
+    archive_runs(runs, args.archive)
     table = _records(runs)
     rows = [_row(*key, records) for key, records in table.items() if records]
     rows.sort(key=lambda r: (r["problems"], r["n"], list(METHODS).index(r["method"]),
