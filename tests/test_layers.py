@@ -14,8 +14,8 @@ PACKAGE = Path(ttscale.__file__).parent
 
 # bottom to top; a module may import its own layer and every layer listed before it
 LAYERS: tuple[tuple[str, ...], ...] = (
-    ("errors", "registry", "steps", "stats", "settings", "compute", "grading", "records",
-     "http_client", "hf_backend", "prompts", "datasets"),
+    ("errors", "registry", "steps", "thoughts", "stats", "settings", "compute", "grading",
+     "records", "http_client", "hf_backend", "prompts", "datasets"),
     ("engines",),
     ("rewards",),
     ("search",),

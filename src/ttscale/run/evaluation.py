@@ -124,4 +124,13 @@ def _candidate_entry(c: Candidate, graded: dict, score: float | None) -> dict:
         "steps": len(c.steps),
         "generated_tokens": c.generated_tokens,
         "group": c.group,
+        **(_thought_entry(c) if any(s.thought for s in c.steps) else {}),
     }
+
+
+def _thought_entry(c: Candidate) -> dict:
+    """A reasoning policy's thought, told apart from its answer; only candidates that think
+    carry it, so records of other policies stay as they were."""
+    thought = [s for s in c.steps if s.thought]
+    return {"thought": {"steps": len(thought), "tokens": sum(s.generated_tokens for s in thought),
+                        "answer_part": not c.ends_in_thought}}

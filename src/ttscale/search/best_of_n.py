@@ -29,7 +29,7 @@ async def sample_solutions(
     leaves = []
     for continuation in continuations:
         node = tree.root
-        steps = split_continuation(continuation, settings.delimiter)
+        steps = split_continuation(continuation, settings.delimiter, ctx.thinking)
         for step in steps:
             node = tree.add_child(node, step)
             node.status = "kept"

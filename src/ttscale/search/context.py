@@ -14,6 +14,7 @@ from ttscale.rewards.base import Scorer, check_scores
 from ttscale.search.tree import Tree
 from ttscale.settings import SearchSettings
 from ttscale.steps import Step
+from ttscale.thoughts import ThinkingFormat
 
 if TYPE_CHECKING:
     from ttscale.search.result import Candidate, Details
@@ -51,6 +52,8 @@ class SearchContext:
     reuse: tuple[Candidate, ...] = ()
     # what ``auto`` asks which method to run (the planner); None where no plan is given
     chooser: MethodChooser | None = None
+    # a reasoning policy's thought markers (None: the policy does not think)
+    thinking: ThinkingFormat | None = None
 
     def fresh(self, scorer: Scorer | None) -> SearchContext:
         """A context for another search of the same problem: its own tree and ledger."""

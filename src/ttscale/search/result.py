@@ -24,8 +24,15 @@ class Candidate:
 
     @cached_property
     def answer(self) -> str | None:
-        # read once: records, votes and every aggregation ask for it again
-        return extract_answer(self.steps[-1].text) if self.steps else None
+        # read once: records, votes and every aggregation ask for it again. A candidate that
+        # ends inside its thought (cut off, or closed with nothing after) states no answer.
+        if not self.steps or self.steps[-1].thought:
+            return None
+        return extract_answer(self.steps[-1].text)
+
+    @property
+    def ends_in_thought(self) -> bool:
+        return bool(self.steps) and self.steps[-1].thought
 
     @property
     def generated_tokens(self) -> int:

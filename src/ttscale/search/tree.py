@@ -25,7 +25,7 @@ class Node:
     children: list[int] = field(default_factory=list)
 
     def to_dict(self) -> dict:
-        return {
+        entry = {
             "id": self.id,
             "parent": self.parent,
             "depth": self.depth,
@@ -36,6 +36,9 @@ class Node:
             "status": self.status,
             "finish_reason": self.finish_reason,
         }
+        if self.step is not None and self.step.thought:  # only reasoning policies think
+            entry["thought"] = True
+        return entry
 
 
 class Tree:
