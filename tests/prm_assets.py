@@ -68,13 +68,23 @@ def _rename_token(tokenizer_json: Path, token_id: int, new: str) -> None:
     tokenizer_json.write_text(json.dumps(data, ensure_ascii=False))
 
 
+# the reasoning families' special tokens at their ids in the published tokenizers (the
+# Qwen2 vocabulary file has padding entries there)
+R1_DISTILL_TOKENS = {151643: "<｜end▁of▁sentence｜>", 151644: "<｜User｜>",
+                     151645: "<｜Assistant｜>", 151646: "<｜begin▁of▁sentence｜>",
+                     151648: "<think>", 151649: "</think>"}
+QWEN3_TOKENS = {151667: "<think>", 151668: "</think>"}
+
+
 def tokenizer_dirs() -> dict[str, Path]:
     """HF tokenizer folders: ``qwen-prm`` (Qwen2 + ``<extra_0>``), ``llama3`` (Llama 3 with
-    the Llama 3.1 chat template) and ``mistral`` (Mistral 7B v0.1)."""
+    the Llama 3.1 chat template), ``mistral`` (Mistral 7B v0.1), and the reasoning families
+    on Qwen2's vocabulary with their own special tokens at their ids and their chat
+    templates: ``r1-distill`` (DeepSeek-R1-Distill-Qwen) and ``qwen3``."""
     from transformers import AutoTokenizer
 
-    final = assets_dir() / "tokenizers"
-    names = ("qwen-prm", "llama3", "mistral")
+    final = assets_dir() / "tokenizers-v2"
+    names = ("qwen-prm", "llama3", "mistral", "r1-distill", "qwen3")
     if all((final / name / "tokenizer.json").exists() for name in names):
         return {name: final / name for name in names}
     raw = _raw_files()
@@ -86,6 +96,15 @@ def tokenizer_dirs() -> dict[str, Path]:
     qwen.chat_template = (DATA / "qwen2.5_chat_template.jinja").read_text()
     qwen.save_pretrained(dirs["qwen-prm"])
     _rename_token(dirs["qwen-prm"] / "tokenizer.json", QWEN_PRM_TAG_ID, "<extra_0>")
+    for name, template, tokens in (("r1-distill", "r1_distill_chat_template.jinja",
+                                    R1_DISTILL_TOKENS),
+                                   ("qwen3", "qwen3_chat_template.jinja", QWEN3_TOKENS)):
+        family = AutoTokenizer.from_pretrained(raw["qwen2"].parent,
+                                               gguf_file=raw["qwen2"].name)
+        family.chat_template = (DATA / template).read_text()
+        family.save_pretrained(dirs[name])
+        for token_id, token in tokens.items():
+            _rename_token(dirs[name] / "tokenizer.json", token_id, token)
     llama = AutoTokenizer.from_pretrained(raw["llama3"].parent, gguf_file=raw["llama3"].name)
     llama.chat_template = (DATA / "llama3.1_chat_template.jinja").read_text()
     llama.save_pretrained(dirs["llama3"])

@@ -15,12 +15,19 @@ Two formats:
   template: the one in the GGUF file, a named template shipped here (``chatml``, ``llama3``)
   or a Jinja file of the user's.
 
+Reasoning policies think before they answer (``thoughts.py``). ``thinking``: ``auto`` lets
+the template decide (Qwen3 thinks unless told not to; R1 distills' template opens the thought
+in the prompt), ``on`` expects a thought even where the template says nothing of one, ``off``
+renders Qwen3's ``enable_thinking=False`` and, for a template that opens the thought itself
+(R1), closes it at once — the empty thought Qwen3 writes when not thinking ("NoThinking",
+Ma et al. 2025).
+
 Long prompts and templates live in files under ``prompt_files/``, not in code."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from functools import lru_cache
+from functools import cached_property, lru_cache
 from importlib import resources
 from pathlib import Path
 
@@ -28,8 +35,10 @@ from ttscale.errors import ConfigError
 from ttscale.registry import parse_choice
 from ttscale.settings import SearchSettings
 from ttscale.steps import DEFAULT_STEP_DELIMITER
+from ttscale.thoughts import THINK_TAGS, ThinkingFormat
 
 PROMPT_FORMATS = ("fewshot", "chat")
+THINKING_MODES = ("auto", "on", "off")
 BUILTIN_TEMPLATES = ("chatml", "llama3")
 FEWSHOT_END_STOPS = ("\nProblem:",)
 FEWSHOT_STEP_DELIMITER = "\n"
@@ -53,9 +62,11 @@ class PromptFormat:
     chat_template: str | None = None  # Jinja source, for kind == "chat"
     bos_token: str = ""
     fewshot: str | None = None  # the few-shot text with {problem}; None: the shipped one
+    thinking: str = "auto"  # a reasoning policy's thought: auto (the template's), on, off
 
     def __post_init__(self) -> None:
         parse_choice("prompt format", self.kind, PROMPT_FORMATS)
+        parse_choice("thinking mode", self.thinking, THINKING_MODES)
         if self.kind == "chat" and not self.chat_template:
             raise ConfigError(
                 "the chat prompt format needs a chat template: this model has none built in; "
@@ -91,19 +102,43 @@ class PromptFormat:
     def render(self, problem: str) -> str:
         if self.kind == "fewshot":
             return self.text.replace("{problem}", problem.strip())
-        return render_chat(self.chat_template or "", [
+        prompt = render_chat(self.chat_template or "", [
             {"role": "system", "content": system_prompt()},
             {"role": "user", "content": problem.strip()},
-        ], self.bos_token)
+        ], self.bos_token, enable_thinking=self.thinking != "off")
+        if self.thinking == "off" and _opens_thought(prompt):
+            prompt += "\n" + THINK_TAGS.close + "\n\n"
+        return prompt
+
+    @cached_property
+    def thinking_format(self) -> ThinkingFormat | None:
+        """The thought markers of what the policy writes after this prompt; None when it
+        writes no thought."""
+        if self.thinking == "off":
+            return None
+        if self.kind == "fewshot":
+            return THINK_TAGS if self.thinking == "on" else None
+        if _opens_thought(self.render("1 + 1")):
+            return replace(THINK_TAGS, opened_by_prompt=True)
+        knows_thoughts = THINK_TAGS.close in (self.chat_template or "")
+        return THINK_TAGS if self.thinking == "on" or knows_thoughts else None
 
 
-def render_chat(template: str, messages: list[dict[str, str]], bos_token: str = "") -> str:
+def _opens_thought(prompt: str) -> bool:
+    return prompt.rstrip().endswith(THINK_TAGS.open)
+
+
+def render_chat(template: str, messages: list[dict[str, str]], bos_token: str = "",
+                enable_thinking: bool = True) -> str:
+    """The prompt as transformers' ``apply_chat_template`` renders it (same Jinja settings);
+    ``enable_thinking`` is Qwen3's switch, ignored by templates that do not read it."""
     from jinja2.sandbox import ImmutableSandboxedEnvironment
 
     # a template read from a model file is untrusted input: render it sandboxed
     environment = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True)
     return environment.from_string(template).render(
-        messages=messages, add_generation_prompt=True, bos_token=bos_token, eos_token=""
+        messages=messages, add_generation_prompt=True, bos_token=bos_token, eos_token="",
+        enable_thinking=enable_thinking,
     )
 
 

@@ -138,6 +138,9 @@ PromptOpt = Annotated[str, typer.Option(help="fewshot (plain few-shot, for small
                                              "system prompt + chat template)")]
 TemplateOpt = Annotated[str | None, typer.Option(
     help="chat template: chatml, llama3 or a .jinja file (default: the model's own)")]
+ThinkingOpt = Annotated[str, typer.Option(
+    help="a reasoning policy's thought (<think> … </think>): auto (as the chat template "
+         "says), on, or off (Qwen3's enable_thinking=False; an R1 thought closed at once)")]
 
 # -- servers ---------------------------------------------------------------------------------
 DEFAULT_HOST = "127.0.0.1"  # this machine only, until the user opens it up
@@ -218,13 +221,15 @@ def load_engine(**engine_options):
     return load_policy(engine_spec(**engine_options))
 
 
-def prompt_format(kind: str, template: str | None, policy) -> PromptFormat:
+def prompt_format(kind: str, template: str | None, policy,
+                  thinking: str = PromptFormat.thinking) -> PromptFormat:
     from ttscale.prompts import read_fewshot_file, resolve_chat_template
 
     if kind.startswith("fewshot:"):
-        return PromptFormat(kind="fewshot", fewshot=read_fewshot_file(kind.split(":", 1)[1]))
+        return PromptFormat(kind="fewshot", fewshot=read_fewshot_file(kind.split(":", 1)[1]),
+                            thinking=thinking)
     chat_template = None
     if kind == "chat":
         chat_template = resolve_chat_template(
             template, policy.info.chat_template if policy is not None else None)
-    return PromptFormat(kind=kind, chat_template=chat_template)
+    return PromptFormat(kind=kind, chat_template=chat_template, thinking=thinking)

@@ -41,6 +41,7 @@ from ttscale.cli.options import (
     StepDelimiterOpt,
     TemperatureOpt,
     TemplateOpt,
+    ThinkingOpt,
     ThreadsOpt,
     TopPOpt,
     TrustOpt,
@@ -73,8 +74,8 @@ from ttscale.settings import SearchSettings
 
 # the options a study keeps in its plan, so that `plan evaluate` loads the same models
 INVOCATION = ("engine", "model", "base_url", "params", "n_ctx", "threads", "device", "dtype",
-              "trust_remote_code", "prompt", "chat_template", "prm", "prm_device", "prm_dtype",
-              "prm_format", "prm_params")
+              "trust_remote_code", "prompt", "chat_template", "thinking", "prm", "prm_device",
+              "prm_dtype", "prm_format", "prm_params")
 
 STUDY_METHODS = as_text(StudyConfig.methods)
 STUDY_BUDGETS = as_text(StudyConfig.budgets)
@@ -142,6 +143,7 @@ def calibrate(
     dtype: DtypeOpt = EngineSpec.dtype,
     prompt: PromptOpt = PromptFormat.kind,
     chat_template: TemplateOpt = None,
+    thinking: ThinkingOpt = PromptFormat.thinking,
     verbose: VerboseOpt = False,
 ) -> None:
     """Measure every method × budget on the calibration half, bin its problems by pass@1, and
@@ -194,8 +196,9 @@ def _load_models(invocation: dict):
     check_scorer_spec(invocation["prm"], scoring)
     policy = load_policy(from_options(engine_spec, invocation))
     scorer = load_scorer(invocation["prm"], policy=policy, options=scoring)
+    # plans calibrated before the thinking modes read as auto
     return policy, scorer, prompt_format(invocation["prompt"], invocation["chat_template"],
-                                         policy)
+                                         policy, invocation.get("thinking", "auto"))
 
 
 def evaluate(

@@ -48,6 +48,7 @@ from ttscale.cli.options import (
     StepDelimiterOpt,
     TemperatureOpt,
     TemplateOpt,
+    ThinkingOpt,
     ThreadsOpt,
     TopPOpt,
     TrustOpt,
@@ -135,6 +136,7 @@ def run(
     dtype: DtypeOpt = EngineSpec.dtype,
     prompt: PromptOpt = PromptFormat.kind,
     chat_template: TemplateOpt = None,
+    thinking: ThinkingOpt = PromptFormat.thinking,
     parallel: ParallelOpt = DEFAULT_PARALLEL,
     concurrency: ConcurrencyOpt = EngineSpec.concurrency,
     out_dir: OutOpt = None,
@@ -217,22 +219,23 @@ def _default_run_dir(config: RunConfig, model_name: str, plan: Plan | None = Non
     return Path("runs") / f"{config.dataset.name}-{'-'.join(config.methods)}-{digest}"
 
 
-def _run_here(job: RunJob, *, prompt: str, chat_template: str | None, out_dir: Path | None,
-              parallel: int):
+def _run_here(job: RunJob, *, prompt: str, chat_template: str | None, thinking: str,
+              out_dir: Path | None, parallel: int):
     """(outcome, model name) of the run in this process."""
     from ttscale.engines import load_policy
     from ttscale.rewards import load_scorer
 
     policy = load_policy(job.engine)
     scorer = load_scorer(job.scorer, policy=policy, options=job.scoring)
-    chosen_prompt = prompt_format(prompt, chat_template, policy)
+    chosen_prompt = prompt_format(prompt, chat_template, policy, thinking)
     run_dir = out_dir or _default_run_dir(job.config, policy.info.name, job.plan)
     outcome = run_with_progress(job.config, policy, scorer, run_dir, chosen_prompt, job.plan,
                                 parallel)
     return outcome, policy.info.name
 
 
-def _run_on_ray(job: RunJob, *, prompt: str, chat_template: str | None, out_dir: Path | None,
+def _run_on_ray(job: RunJob, *, prompt: str, chat_template: str | None, thinking: str,
+                out_dir: Path | None,
                 parallel: int, ray_address: str | None, actors: int, cpus_per_actor: float,
                 gpus_per_actor: float):
     """(outcome, model name) of the run on Ray actors, each loading the engine and scorer."""
@@ -246,6 +249,6 @@ def _run_on_ray(job: RunJob, *, prompt: str, chat_template: str | None, out_dir:
     outcome = run_on_ray_with_progress(
         job.config, cluster, WorkerSpec(job.engine, job.scorer, job.scoring),
         out_dir or (lambda info: _default_run_dir(job.config, info.name, job.plan)),
-        prompt_format(prompt, chat_template, None), job.plan, parallel)
+        prompt_format(prompt, chat_template, None, thinking), job.plan, parallel)
     manifest = json.loads((outcome.run_dir / "manifest.json").read_text())
     return outcome, manifest["model"]["name"]

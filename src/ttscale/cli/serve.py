@@ -30,6 +30,7 @@ from ttscale.cli.options import (
     PromptOpt,
     TemperatureOpt,
     TemplateOpt,
+    ThinkingOpt,
     ThreadsOpt,
     TrustOpt,
     engine_spec,
@@ -113,6 +114,7 @@ def serve(
     trust_remote_code: TrustOpt = EngineSpec.trust_remote_code,
     prompt: PromptOpt = PromptFormat.kind,
     chat_template: TemplateOpt = None,
+    thinking: ThinkingOpt = PromptFormat.thinking,
     log_level: LogLevelOpt = SERVE_LOG_LEVEL,
 ) -> None:
     """Serve an OpenAI-compatible API (/v1/chat/completions, /v1/completions) that answers
@@ -138,7 +140,7 @@ def _serve(options: dict) -> None:
                                      concurrency=max(EngineSpec.concurrency, in_flight)))
     service = load_service(engine=policy, prm=specs, config=server, plan_path=options["plan"],
                            prompt=prompt_format(options["prompt"], options["chat_template"],
-                                                policy),
+                                                policy, options["thinking"]),
                            scorer_options=scoring)
     out.print(f"serving {service.model_name} on http://{options['host']}:{options['port']}/v1 "
               f"(default: {options['method']}, budget {options['budget']}, scorer {specs[0]}; "

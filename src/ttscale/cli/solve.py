@@ -29,6 +29,7 @@ from ttscale.cli.options import (
     PromptOpt,
     SeedOpt,
     TemplateOpt,
+    ThinkingOpt,
     TrustOpt,
     VerboseOpt,
     WidthOpt,
@@ -75,6 +76,7 @@ def solve(
     dtype: DtypeOpt = EngineSpec.dtype,
     prompt: PromptOpt = PromptFormat.kind,
     chat_template: TemplateOpt = None,
+    thinking: ThinkingOpt = PromptFormat.thinking,
     max_step_tokens: MaxStepTokensOpt = SOLVE_STEP_TOKENS,
     max_depth: MaxDepthOpt = SOLVE_DEPTH,
     seed: SeedOpt = SearchSettings.seed,
@@ -100,7 +102,8 @@ def solve(
         scorer = load_scorer(prm, policy=policy, options=scoring)
         result = asyncio.run(solve_async(problem, policy=policy, method=method, n=n,
                                          scorer=scorer, settings=settings, plan=plan,
-                                         prompt=prompt_format(prompt, chat_template, policy)))
+                                         prompt=prompt_format(prompt, chat_template, policy,
+                                                              thinking)))
     except (TTScaleError, ValueError) as error:
         fail(str(error))
     _print_solution(result, as_json)

@@ -125,6 +125,8 @@ def fingerprint(config: RunConfig, info: ModelInfo, prompt: PromptFormat,
         "policy": {"name": info.name, "parameters": info.parameters,
                    **{k: v for k, v in info.extra.items() if k != "path"}},
     }
+    if prompt.thinking != "auto":  # runs before the thinking modes keep their identity
+        identity["prompt"]["thinking"] = prompt.thinking
     if plan is not None and _chooses(config):
         identity["plan"] = plan.identity  # auto records depend on the plan
     return json.loads(json.dumps(identity))  # as it reads back from the manifest
@@ -349,7 +351,8 @@ async def solve_jobs(
     ctx = SearchContext(
         problem=problem.problem, prompt=prompt.render(problem.problem), policy=policy,
         scorer=scorer, settings=settings, ledger=Ledger(policy.info.parameters, None),
-        chooser=PlanChooser(plan, scorer_name, problem.dataset) if plan is not None else None)
+        chooser=PlanChooser(plan, scorer_name, problem.dataset) if plan is not None else None,
+        thinking=prompt.thinking_format)
     records = []
     for job in await search_jobs(ctx, jobs):
         spec, result = get_method(job.method), job.result

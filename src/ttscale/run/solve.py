@@ -81,7 +81,8 @@ async def solve_async(
         problem=problem, prompt=prompt.render(problem), policy=policy,
         scorer=scorer_obj if spec.uses_scorer else None, settings=settings,
         ledger=Ledger(policy.info.parameters, getattr(scorer_obj, "parameters", None)),
-        chooser=_chooser(plan, policy, scorer_spec, settings) if spec.chooses else None)
+        chooser=_chooser(plan, policy, scorer_spec, settings) if spec.chooses else None,
+        thinking=prompt.thinking_format)
     result = await solve_method(ctx, method, n)
     decision = result.details if isinstance(result.details, AutoDecision) else None
     selection, scores = choose(result.candidates, settings.step_aggregation,
