@@ -5,7 +5,7 @@ Defaults follow the paper's code and search-and-learn. Everything that needs a d
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Literal, get_args
 
 from ttscale.errors import ConfigError
@@ -33,6 +33,12 @@ class SearchSettings:
     step_aggregation: StepAggregation = "last"
     answer_aggregation: AnswerAggregation = "prm_vote"
     seed: int = 0
+    # a reasoning policy's thought (search/thinking_budget.py): at most this many tokens before
+    # the answer is forced, and an early exit probing the answer every probe_every tokens that
+    # stops when probe_agreement probes in a row agree
+    thinking_budget: int | None = None
+    probe_every: int | None = None
+    probe_agreement: int = 3
 
     def __post_init__(self) -> None:
         if not 0 <= self.temperature <= 5:
@@ -47,9 +53,32 @@ class SearchSettings:
         if self.step_aggregation not in STEP_AGGREGATIONS:
             raise ConfigError(f"unknown step aggregation {self.step_aggregation!r}; "
                               f"choose one of {', '.join(STEP_AGGREGATIONS)}")
+        for name in ("thinking_budget", "probe_every"):
+            if getattr(self, name) is not None and getattr(self, name) < 1:
+                raise ConfigError(f"{name} must be at least 1, got {getattr(self, name)}")
+        if self.thinking_budget is not None and self.thinking_budget >= self.max_solution_tokens:
+            raise ConfigError(f"the thinking budget ({self.thinking_budget} tokens) leaves no "
+                              f"room for the answer within max_solution_tokens "
+                              f"({self.max_solution_tokens}): lower it or raise the other")
+        if self.probe_agreement < 2:
+            raise ConfigError(f"probe_agreement must be at least 2, got {self.probe_agreement}")
         if self.answer_aggregation not in ANSWER_AGGREGATIONS:
             raise ConfigError(f"unknown answer aggregation {self.answer_aggregation!r}; "
                               f"choose one of {', '.join(ANSWER_AGGREGATIONS)}")
+
+    @property
+    def thinks_in_chunks(self) -> bool:
+        """Whether whole solutions are drawn under a thinking budget or early exit."""
+        return self.thinking_budget is not None or self.probe_every is not None
+
+    def identity(self) -> dict:
+        """The settings as a run's identity holds them: fields added after runs were first
+        recorded appear only when set, so those runs still resume."""
+        values = asdict(self)
+        for name in LATER_FIELDS:
+            if values[name] == getattr(SearchSettings, name):
+                del values[name]
+        return values
 
     @property
     def delimiter(self) -> str:
@@ -59,3 +88,6 @@ class SearchSettings:
     def step_stops(self) -> tuple[str, ...]:
         return (self.delimiter, *self.end_stops)
 
+
+
+LATER_FIELDS = ("thinking_budget", "probe_every", "probe_agreement")

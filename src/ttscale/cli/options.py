@@ -138,6 +138,14 @@ PromptOpt = Annotated[str, typer.Option(help="fewshot (plain few-shot, for small
                                              "system prompt + chat template)")]
 TemplateOpt = Annotated[str | None, typer.Option(
     help="chat template: chatml, llama3 or a .jinja file (default: the model's own)")]
+ThinkingBudgetOpt = Annotated[int | None, typer.Option(
+    help="a reasoning policy's thought: at most this many tokens, then the thought is closed "
+         "and the answer forced (budget forcing)")]
+ProbeEveryOpt = Annotated[int | None, typer.Option(
+    help="early exit: ask for the answer every this many thought tokens and stop thinking "
+         "once --probe-agreement answers in a row agree (Dynasor-CoT)")]
+ProbeAgreementOpt = Annotated[int, typer.Option(
+    help="early exit: this many probes in a row with the same answer end the thought")]
 ThinkingOpt = Annotated[str, typer.Option(
     help="a reasoning policy's thought (<think> … </think>): auto (as the chat template "
          "says), on, or off (Qwen3's enable_thinking=False; an R1 thought closed at once)")]
@@ -181,12 +189,16 @@ def search_settings(temperature: float = SearchSettings.temperature,
                     step_agg: str = SearchSettings.step_aggregation,
                     answer_agg: str = SearchSettings.answer_aggregation,
                     step_delimiter: str | None = None,
-                    seed: int = SearchSettings.seed) -> SearchSettings:
+                    seed: int = SearchSettings.seed,
+                    thinking_budget: int | None = SearchSettings.thinking_budget,
+                    probe_every: int | None = SearchSettings.probe_every,
+                    probe_agreement: int = SearchSettings.probe_agreement) -> SearchSettings:
     return SearchSettings(
         temperature=temperature, top_p=top_p, max_step_tokens=max_step_tokens,
         max_depth=max_depth, max_solution_tokens=max_solution_tokens, width=width,
         step_aggregation=step_agg, answer_aggregation=answer_agg,  # type: ignore[arg-type]
-        step_delimiter=unescape(step_delimiter), seed=seed)
+        step_delimiter=unescape(step_delimiter), seed=seed, thinking_budget=thinking_budget,
+        probe_every=probe_every, probe_agreement=probe_agreement)
 
 
 def scorer_options(prm_device: str = ScorerOptions.device, prm_dtype: str = ScorerOptions.dtype,

@@ -41,6 +41,8 @@ from ttscale.cli.options import (
     PrmFormatOpt,
     PrmOpt,
     PrmParamsOpt,
+    ProbeAgreementOpt,
+    ProbeEveryOpt,
     PromptOpt,
     SeedOpt,
     ShuffleSeedOpt,
@@ -48,6 +50,7 @@ from ttscale.cli.options import (
     StepDelimiterOpt,
     TemperatureOpt,
     TemplateOpt,
+    ThinkingBudgetOpt,
     ThinkingOpt,
     ThreadsOpt,
     TopPOpt,
@@ -137,6 +140,9 @@ def run(
     prompt: PromptOpt = PromptFormat.kind,
     chat_template: TemplateOpt = None,
     thinking: ThinkingOpt = PromptFormat.thinking,
+    thinking_budget: ThinkingBudgetOpt = SearchSettings.thinking_budget,
+    probe_every: ProbeEveryOpt = SearchSettings.probe_every,
+    probe_agreement: ProbeAgreementOpt = SearchSettings.probe_agreement,
     parallel: ParallelOpt = DEFAULT_PARALLEL,
     concurrency: ConcurrencyOpt = EngineSpec.concurrency,
     out_dir: OutOpt = None,
@@ -212,7 +218,8 @@ def _load_plan(path: Path | None, config: RunConfig) -> Plan | None:
 def _default_run_dir(config: RunConfig, model_name: str, plan: Plan | None = None) -> Path:
     """Runs of the same command land in the same folder, so rerunning it resumes (locally
     or on Ray alike)."""
-    identity = json.dumps({"config": asdict(config), "model": model_name,
+    identity = json.dumps({"config": {**asdict(config), "settings": config.settings.identity()},
+                           "model": model_name,
                            **({"plan": plan.identity} if plan is not None else {})},
                           sort_keys=True, default=str)
     digest = hashlib.sha256(identity.encode()).hexdigest()[:8]

@@ -26,9 +26,12 @@ from ttscale.cli.options import (
     PrmFormatOpt,
     PrmOpt,
     PrmParamsOpt,
+    ProbeAgreementOpt,
+    ProbeEveryOpt,
     PromptOpt,
     SeedOpt,
     TemplateOpt,
+    ThinkingBudgetOpt,
     ThinkingOpt,
     TrustOpt,
     VerboseOpt,
@@ -77,6 +80,9 @@ def solve(
     prompt: PromptOpt = PromptFormat.kind,
     chat_template: TemplateOpt = None,
     thinking: ThinkingOpt = PromptFormat.thinking,
+    thinking_budget: ThinkingBudgetOpt = SearchSettings.thinking_budget,
+    probe_every: ProbeEveryOpt = SearchSettings.probe_every,
+    probe_agreement: ProbeAgreementOpt = SearchSettings.probe_agreement,
     max_step_tokens: MaxStepTokensOpt = SOLVE_STEP_TOKENS,
     max_depth: MaxDepthOpt = SOLVE_DEPTH,
     seed: SeedOpt = SearchSettings.seed,
@@ -97,7 +103,9 @@ def solve(
         check_scorer_spec(prm, scoring)
         settings = search_settings(width=width, max_step_tokens=max_step_tokens,
                                    max_depth=max_depth, seed=seed,
-                                   max_solution_tokens=max_step_tokens * STEPS_PER_SOLUTION)
+                                   max_solution_tokens=max_step_tokens * STEPS_PER_SOLUTION,
+                                   thinking_budget=thinking_budget, probe_every=probe_every,
+                                   probe_agreement=probe_agreement)
         policy = load_policy(from_options(engine_spec, options))
         scorer = load_scorer(prm, policy=policy, options=scoring)
         result = asyncio.run(solve_async(problem, policy=policy, method=method, n=n,

@@ -104,7 +104,7 @@ class StudyConfig:
         return split_ids([p.id for p in problems], self.calibration_fraction, self.split_seed)
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        return {**asdict(self), "settings": self.settings.identity()}
 
     @classmethod
     def from_dict(cls, data: dict) -> StudyConfig:

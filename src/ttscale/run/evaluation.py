@@ -133,4 +133,4 @@ def _thought_entry(c: Candidate) -> dict:
     carry it, so records of other policies stay as they were."""
     thought = [s for s in c.steps if s.thought]
     return {"thought": {"steps": len(thought), "tokens": sum(s.generated_tokens for s in thought),
-                        "answer_part": not c.ends_in_thought}}
+                        "answer_part": not c.ends_in_thought, **(c.thinking or {})}}

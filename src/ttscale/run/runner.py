@@ -119,7 +119,7 @@ def fingerprint(config: RunConfig, info: ModelInfo, prompt: PromptFormat,
     identity = {
         "dataset": config.dataset.name,
         "scorer": config.scorer,
-        "settings": asdict(config.settings),
+        "settings": config.settings.identity(),
         "prompt": {"kind": prompt.kind,
                    "template_sha256": hashlib.sha256(prompt.text.encode()).hexdigest()},
         "policy": {"name": info.name, "parameters": info.parameters,

@@ -7,9 +7,11 @@ from __future__ import annotations
 from dataclasses import replace
 
 from ttscale.compute import TokenCount
+from ttscale.errors import ConfigError
 from ttscale.search.context import SearchContext
 from ttscale.search.result import Candidate, SearchResult, candidate_from_leaf
 from ttscale.search.steps_from_text import split_continuation
+from ttscale.search.thinking_budget import sample_with_thinking_budget
 from ttscale.steps import Step
 
 
@@ -21,13 +23,24 @@ async def sample_solutions(
     They are samples ``first_sample`` to ``first_sample + n - 1`` of the root, so a caller
     holding the first ``k`` solutions draws the next ones with ``first_sample=k``."""
     settings = ctx.settings
-    [continuations] = await ctx.extend(
-        [ctx.prompt], n, settings.end_stops, settings.max_solution_tokens, temperature,
-        first_sample=first_sample,
-    )
+    if settings.thinks_in_chunks:
+        if ctx.thinking is None:
+            raise ConfigError("a thinking budget or early exit needs a policy that thinks: this "
+                              "prompt expects no thought (use a reasoning model's chat "
+                              "template, or --thinking on)")
+        samples = await sample_with_thinking_budget(ctx, ctx.thinking, n, temperature,
+                                                    first_sample)
+        drawn = [(s.continuation, s.tokens, s.thinking) for s in samples]
+    else:
+        [continuations] = await ctx.extend(
+            [ctx.prompt], n, settings.end_stops, settings.max_solution_tokens, temperature,
+            first_sample=first_sample,
+        )
+        drawn = [(c, TokenCount(c.prompt_tokens, c.cached_prompt_tokens, c.generated_tokens),
+                  None) for c in continuations]
     tree = ctx.tree
     leaves = []
-    for continuation in continuations:
+    for continuation, tokens, thinking in drawn:
         node = tree.root
         steps = split_continuation(continuation, settings.delimiter, ctx.thinking)
         for step in steps:
@@ -37,9 +50,8 @@ async def sample_solutions(
             node = tree.add_child(node, Step("", continuation.generated_tokens, None))
         node.status = "finished"
         node.finish_reason = continuation.finish_reason
-        leaves.append((node, TokenCount(continuation.prompt_tokens,
-                                        continuation.cached_prompt_tokens,
-                                        continuation.generated_tokens)))
+        node.thinking = thinking
+        leaves.append((node, tokens))
     return [candidate_from_leaf(tree, leaf, policy_tokens=tokens) for leaf, tokens in leaves]
 
 

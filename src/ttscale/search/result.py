@@ -21,6 +21,7 @@ class Candidate:
     finish_reason: str
     group: int = 0
     policy_tokens: TokenCount | None = None  # what this candidate alone cost, where separable
+    thinking: dict | None = None  # how its thought ended, under a thinking budget or early exit
 
     @cached_property
     def answer(self) -> str | None:
@@ -76,4 +77,5 @@ def candidate_from_leaf(
         finish_reason=leaf.finish_reason or leaf.status,
         group=leaf.group,
         policy_tokens=policy_tokens,
+        thinking=leaf.thinking,
     )

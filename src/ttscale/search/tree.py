@@ -23,6 +23,8 @@ class Node:
     status: NodeStatus = "open"
     finish_reason: str | None = None
     children: list[int] = field(default_factory=list)
+    # how a reasoning policy's thought ended on this path (thinking budget, early exit)
+    thinking: dict | None = None
 
     def to_dict(self) -> dict:
         entry = {
@@ -38,6 +40,8 @@ class Node:
         }
         if self.step is not None and self.step.thought:  # only reasoning policies think
             entry["thought"] = True
+        if self.thinking is not None:
+            entry["thinking"] = self.thinking
         return entry
 
 
