@@ -21,6 +21,7 @@ from ttscale.search import solve as solve_method
 from ttscale.search.aggregate import choose
 from ttscale.search.context import SearchContext
 from ttscale.settings import SearchSettings
+from ttscale.thoughts import THINK_TAGS, ThinkingFormat
 
 
 @dataclass(frozen=True)
@@ -31,6 +32,20 @@ class Solution:
     answer: str | None
     score: float | None
     finish_reason: str  # stop | eos | length | truncated
+    thought_steps: int = 0  # a reasoning policy's thought: the first steps (markers included)
+
+    @property
+    def answer_steps(self) -> tuple[str, ...]:
+        return self.steps[self.thought_steps:]
+
+    def thought(self, fmt: ThinkingFormat = THINK_TAGS) -> str | None:
+        """The thought without its markers, as reasoning parsers return it; None when the
+        solution has none."""
+        if not self.thought_steps:
+            return None
+        text = "\n\n".join(self.steps[:self.thought_steps]).strip()
+        text = text.removeprefix(fmt.open).removesuffix(fmt.close)
+        return text.strip()
 
 
 @dataclass(frozen=True)
@@ -126,7 +141,8 @@ def _ranked(candidates, chosen: int, scores: list[float], keep: int) -> tuple[So
             continue
         seen.add(steps)
         ranked.append(Solution(steps, candidates[i].answer, scores[i] if scored else None,
-                               candidates[i].finish_reason))
+                               candidates[i].finish_reason,
+                               sum(s.thought for s in candidates[i].steps)))
         if len(ranked) == keep:
             break
     return tuple(ranked)

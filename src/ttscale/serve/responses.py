@@ -1,6 +1,10 @@
 """A finished search as an OpenAI response: a chat completion or a text completion, whole or as
 server-sent event chunks. The content is the chosen solution; ``usage`` counts every token the
-search spent; the ``ttscale`` field carries the answer, its score, the method and the FLOPs."""
+search spent; the ``ttscale`` field carries the answer, its score, the method and the FLOPs.
+
+A reasoning policy's thought goes where vLLM's and SGLang's reasoning parsers put it: in a
+chat message's ``reasoning_content`` (markers removed), the answer part alone in ``content``;
+a text completion keeps the text as the model wrote it."""
 
 from __future__ import annotations
 
@@ -12,6 +16,7 @@ from ttscale.compute import Ledger
 from ttscale.run.solve import Solution, SolveResult
 from ttscale.search import METHODS
 from ttscale.serve.requests import SearchRequest
+from ttscale.thoughts import THINK_TAGS, ThinkingFormat
 
 
 @dataclass(frozen=True)
@@ -29,8 +34,17 @@ class Answered:
     def solutions(self) -> tuple[Solution, ...]:
         return self.result.ranked[:self.request.n]
 
+    thinking: ThinkingFormat | None = None  # the policy's thought markers, if it thinks
+
     def text(self, solution: Solution) -> str:
         return self.delimiter.join(solution.steps)
+
+    def content(self, solution: Solution) -> str:
+        """A chat message's content: the answer part, after any thought."""
+        return self.delimiter.join(solution.answer_steps)
+
+    def reasoning(self, solution: Solution) -> str | None:
+        return solution.thought(self.thinking or THINK_TAGS)
 
 
 def finish_reason(solution: Solution) -> str:
@@ -81,10 +95,18 @@ def _choice_extra(solution: Solution) -> dict:
     return {"answer": solution.answer, "score": solution.score}
 
 
+def _message(done: Answered, solution: Solution) -> dict:
+    message = {"role": "assistant", "content": done.content(solution)}
+    reasoning = done.reasoning(solution)
+    if reasoning is not None:
+        message["reasoning_content"] = reasoning
+    return message
+
+
 def completion_body(done: Answered) -> dict:
     """The whole response of a non-streaming request."""
     if done.request.endpoint == "chat":
-        choices = [{"index": i, "message": {"role": "assistant", "content": done.text(s)},
+        choices = [{"index": i, "message": _message(done, s),
                     "finish_reason": finish_reason(s), "logprobs": None,
                     "ttscale": _choice_extra(s)}
                    for i, s in enumerate(done.solutions())]
@@ -112,9 +134,9 @@ def event_stream(done: Answered) -> Iterator[str]:
         return f"data: {json.dumps(body)}\n\n"
 
     def piece(index: int, text: str | None, reason: str | None = None,
-              role: bool = False) -> dict:
+              role: bool = False, field: str = "content") -> dict:
         if chat:
-            delta = {} if text is None else {"content": text}
+            delta = {} if text is None else {field: text}
             if role:
                 delta["role"] = "assistant"
             return {"index": index, "delta": delta, "finish_reason": reason, "logprobs": None}
@@ -124,7 +146,10 @@ def event_stream(done: Answered) -> Iterator[str]:
     for index, solution in enumerate(solutions):
         if chat:
             yield chunk([piece(index, "", role=True)])
-        for number, step in enumerate(solution.steps):
+            reasoning = done.reasoning(solution)
+            if reasoning is not None:  # the thought first, in one chunk, as a parser's delta
+                yield chunk([piece(index, reasoning, field="reasoning_content")])
+        for number, step in enumerate(solution.answer_steps if chat else solution.steps):
             yield chunk([piece(index, step if number == 0 else done.delimiter + step)])
         # the ttscale field rides on the last choice chunk: clients that read
         # chunk.choices[0] on every chunk never see one without choices unless they ask

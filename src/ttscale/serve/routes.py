@@ -115,7 +115,7 @@ class Routes:
         done = Answered(search, result, scorer_name, service.delimiter,
                         time.monotonic() - start,
                         f"{'chatcmpl' if endpoint == 'chat' else 'cmpl'}-{uuid.uuid4().hex}",
-                        int(time.time()))
+                        int(time.time()), service.prompt.thinking_format)
         if not result.ranked:
             raise RequestError(500, "the search ended without a solution", "server_error")
         if search.stream:
