@@ -17,6 +17,7 @@ from ttscale.search.beam_search import beam_search, grouped_beam_search
 from ttscale.search.best_of_n import best_of_n, sample_solutions
 from ttscale.search.context import SearchContext
 from ttscale.settings import SearchSettings
+from ttscale.thoughts import THINK_TAGS
 
 SMALL_POLICY = 1_000  # parameters of the scripted policy: the prior's "< 7B" class
 
@@ -100,6 +101,18 @@ def test_hard_problem_gets_beam_search_with_the_probe_as_first_steps():
     run(beam_search(make_ctx(plain, ScriptedScorer(), width=4), 16))
     assert samples == sum(call.samples for call in plain.calls)  # the probe cost no paths
     assert result.ledger.policy.generated > 0
+
+
+def test_a_policy_that_thinks_gets_best_of_n_where_a_small_one_would_get_beam_search():
+    # the paper's rule for long-reasoning policies, applied by the prompt's thought markers
+    policy = ScriptedPolicy(scattering(), parameters=SMALL_POLICY)
+    ctx = make_ctx(policy, ScriptedScorer(), width=4)
+    ctx.thinking = THINK_TAGS
+    plan = prior_plan(SMALL_POLICY, "scripted", "scripted", width=4)
+    _, info = run(auto_search(ctx, 16, plan, scorer_spec="scripted"))
+    assert info["predicted_bin"] == "hard"
+    assert (info["method"], info["n"]) == ("bon", 16)
+    assert "reasoning policy" in info["reason"]
 
 
 def test_budget_below_the_probe_answers_from_the_probe():

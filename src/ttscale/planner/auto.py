@@ -68,7 +68,8 @@ class PlanChooser:
         features = _features(ctx, probe)
         difficulty = plan.predictor.predict(features)
         decision = plan.decide(difficulty, budget, parameters=info.parameters,
-                               model_name=info.name, dataset=self.dataset, notes=notes)
+                               model_name=info.name, dataset=self.dataset, notes=notes,
+                               thinks=ctx.thinking is not None)
         explanation = AutoDecision(self.plan.source, self.plan.identity, difficulty,
                                    plan.predictor.source, features,
                                    tuple(c.node_id for c in probe), decision)

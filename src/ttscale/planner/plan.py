@@ -120,7 +120,7 @@ class Plan:
     # -- use -----------------------------------------------------------------------------
     def decide(self, difficulty: str, budget: int, *, parameters: int | None,
                model_name: str = "", dataset: str | None = None,
-               notes: Sequence[str] = ()) -> Decision:
+               notes: Sequence[str] = (), thinks: bool = False) -> Decision:
         notes = list(notes)
         if self.source == "calibrated":
             calibrated = self._calibrated_budget(difficulty, budget, notes)
@@ -136,7 +136,7 @@ class Plan:
         prior_bin = difficulty if difficulty in ("easy", "medium", "hard") else (
             _as_absolute(difficulty, self.binning))  # quantile levels, by rank
         method, rule = prior_method(parameters, prior_bin, model_name=model_name,
-                                    dataset=dataset or self.dataset)
+                                    dataset=dataset or self.dataset, thinks=thinks)
         fitted, n = fit_budget(method, budget, self.width)
         if (fitted, n) != (method, budget):
             rule += f"; run as {fitted}@{n} for width {self.width}"

@@ -10,7 +10,9 @@ Liu et al., "Can 1B LLM Surpass 405B LLM? Rethinking Compute-Optimal Test-Time S
 
 The paper's code adds, for AIME-like hard sets, DVTS below 14B and Best-of-N from 14B, and
 Best-of-N for long-reasoning (R1-distilled) policies, whose long chains of thought have no
-step structure for a search to use.
+step structure for a search to use; ttscale applies it to every policy whose prompt expects a
+thought (Qwen3 in thinking mode, QwQ), by its name or its chat template. The answer is then
+the vote of the aggregation in use (PRM-weighted by default, majority without a PRM).
 
 The size classes are cut between the sizes the paper studied (0.5B-3B, 7B-8B, 14B-32B, 70B-72B)
 so that nominal sizes land where the paper put them: a "7B" Qwen2.5 has 7.6B parameters and a
@@ -51,14 +53,17 @@ def size_class(parameters: int | None) -> str:
 
 
 def prior_method(parameters: int | None, difficulty: str, *, model_name: str = "",
-                 dataset: str | None = None) -> tuple[str, str]:
-    """(method, the rule that chose it) for a policy size and an easy/medium/hard bin."""
+                 dataset: str | None = None, thinks: bool = False) -> tuple[str, str]:
+    """(method, the rule that chose it) for a policy size and an easy/medium/hard bin.
+    ``thinks``: the prompt expects a thought (a reasoning policy, whatever its name)."""
     if difficulty not in ("easy", "medium", "hard"):
         raise ConfigError(f"the prior plan knows the bins easy, medium and hard, not "
                           f"{difficulty!r}")
     billions = f"{parameters / 1e9:.3g}B" if parameters else "unknown size"
     if model_name and is_long_reasoning(model_name):
         return "bon", f"long-reasoning policy ({model_name}): bon"
+    if thinks:
+        return "bon", "reasoning policy (it thinks before it answers): bon"
     if dataset in HARD_SETS:
         if parameters is None:
             size_class(parameters)  # raises with the fix
