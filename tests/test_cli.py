@@ -9,6 +9,7 @@ import pytest
 from typer.testing import CliRunner
 
 from ttscale.cli.main import app
+from ttscale.errors import ConfigError
 
 runner = CliRunner()
 
@@ -116,3 +117,32 @@ def test_prm_serve_refuses_a_format_it_cannot_pool():
     result = _run("prm", "serve", "--prm", "rlhflow:/models/x")
     assert result.exit_code == 2, result.output
     assert "FORMAT qwen-prm or math-shepherd" in result.output
+
+
+# -- sampling presets ---------------------------------------------------------------------------
+def _run_options(*args: str) -> dict:
+    """The run command's options as it parses them, its click context included."""
+    import typer
+
+    from ttscale.cli.main import app
+
+    command = typer.main.get_command(app).commands["run"]
+    ctx = command.make_context("run", list(args))
+    return {**ctx.params, "ctx": ctx}
+
+
+def test_a_sampling_preset_sets_what_the_user_did_not():
+    from ttscale.cli.options import search_settings, with_sampling_preset
+
+    def settings(*args):
+        return search_settings(**{k: v for k, v in with_sampling_preset(_run_options(*args))
+                                  .items() if k in ("temperature", "top_p")})
+
+    plain = settings()
+    assert (plain.temperature, plain.top_p) == (0.7, 1.0)  # presets are not defaults
+    r1 = settings("--sampling", "r1")
+    assert (r1.temperature, r1.top_p) == (0.6, 0.95)
+    mixed = settings("--sampling", "qwen3", "--top-p", "0.9")
+    assert (mixed.temperature, mixed.top_p) == (0.7, 0.9)  # what is given explicitly wins
+    with pytest.raises(ConfigError, match="unknown sampling preset 'r2'"):
+        settings("--sampling", "r2")

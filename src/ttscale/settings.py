@@ -91,3 +91,14 @@ class SearchSettings:
 
 
 LATER_FIELDS = ("thinking_budget", "probe_every", "probe_agreement")
+
+# The sampling each reasoning family's model card recommends, as named presets (``--sampling``)
+# rather than defaults: DeepSeek-R1 and its distills "temperature 0.5-0.7 (0.6 recommended),
+# top-p 0.95"; Qwen3 thinking 0.6 / 0.95 and non-thinking 0.7 / 0.8 (its top-k 20 is not a
+# ttscale setting); QwQ-32B 0.6 / 0.95.
+SAMPLING_PRESETS: dict[str, dict[str, float]] = {
+    "r1": {"temperature": 0.6, "top_p": 0.95},
+    "qwen3-thinking": {"temperature": 0.6, "top_p": 0.95},
+    "qwen3": {"temperature": 0.7, "top_p": 0.8},
+    "qwq": {"temperature": 0.6, "top_p": 0.95},
+}

@@ -16,9 +16,10 @@ import typer
 from ttscale.cli.parsing import BudgetsByMethod, CommaList, parse_csv, parse_ints, unescape
 from ttscale.engines import EngineSpec
 from ttscale.prompts import PromptFormat
+from ttscale.registry import parse_choice
 from ttscale.rewards import ScorerOptions
 from ttscale.run.runner import DatasetSelection
-from ttscale.settings import SearchSettings
+from ttscale.settings import SAMPLING_PRESETS, SearchSettings
 
 # -- recipe files ----------------------------------------------------------------------------
 RECIPE_KEY = "ttscale.recipe"  # where --config leaves the recipe it read, in the context's meta
@@ -73,6 +74,10 @@ ParallelOpt = Annotated[int, typer.Option(
 # -- the search ------------------------------------------------------------------------------
 TemperatureOpt = Annotated[float, typer.Option(help="sampling temperature")]
 TopPOpt = Annotated[float, typer.Option(help="nucleus sampling: the top-p of each token")]
+SamplingOpt = Annotated[str | None, typer.Option(
+    help="a model family's recommended temperature and top-p: " + ", ".join(
+        f"{name} ({p['temperature']} / {p['top_p']})" for name, p in SAMPLING_PRESETS.items())
+    + "; --temperature or --top-p given as well win")]
 MaxStepTokensOpt = Annotated[int, typer.Option(help="tokens per step at most")]
 MaxDepthOpt = Annotated[int, typer.Option(help="steps per solution at most")]
 MaxSolutionTokensOpt = Annotated[int, typer.Option(help="tokens per solution at most")]
@@ -180,6 +185,22 @@ def dataset_selection(dataset: str = DatasetSelection.name, limit: int | None = 
         shuffle_seed=shuffle_seed)
 
 
+def with_sampling_preset(options: dict[str, Any]) -> dict[str, Any]:
+    """The options with ``--sampling``'s temperature and top-p, except those the user gave
+    (on the command line, in a recipe or the environment)."""
+    name = options.get("sampling")
+    if not name:
+        return options
+    preset = SAMPLING_PRESETS[parse_choice("sampling preset", name, tuple(SAMPLING_PRESETS))]
+    ctx = options.get("ctx")
+
+    def given(option: str) -> bool:
+        source = ctx.get_parameter_source(option) if ctx is not None else None
+        return source is not None and source.name != "DEFAULT"
+
+    return {**options, **{k: v for k, v in preset.items() if not given(k)}}
+
+
 def search_settings(temperature: float = SearchSettings.temperature,
                     top_p: float = SearchSettings.top_p,
                     max_step_tokens: int = SearchSettings.max_step_tokens,
@@ -205,7 +226,6 @@ def scorer_options(prm_device: str = ScorerOptions.device, prm_dtype: str = Scor
                    prm_format: str = ScorerOptions.http_format,
                    trust_remote_code: bool = ScorerOptions.trust_remote_code,
                    prm_params: float | None = None) -> ScorerOptions:
-    from ttscale.registry import parse_choice
     from ttscale.rewards.http_prm import FORMATS
 
     parse_choice("PRM format for http", prm_format, FORMATS)

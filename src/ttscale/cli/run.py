@@ -44,6 +44,7 @@ from ttscale.cli.options import (
     ProbeAgreementOpt,
     ProbeEveryOpt,
     PromptOpt,
+    SamplingOpt,
     SeedOpt,
     ShuffleSeedOpt,
     StepAggOpt,
@@ -64,6 +65,7 @@ from ttscale.cli.options import (
     recipe_of,
     scorer_options,
     search_settings,
+    with_sampling_preset,
 )
 from ttscale.cli.parsing import as_text, parse_csv, parse_ints, parse_method_budgets
 from ttscale.cli.progress import run_on_ray_with_progress, run_with_progress
@@ -125,6 +127,7 @@ def run(
     seed: SeedOpt = SearchSettings.seed,
     temperature: TemperatureOpt = SearchSettings.temperature,
     top_p: TopPOpt = SearchSettings.top_p,
+    sampling: SamplingOpt = None,
     max_step_tokens: MaxStepTokensOpt = SearchSettings.max_step_tokens,
     max_depth: MaxDepthOpt = SearchSettings.max_depth,
     max_solution_tokens: MaxSolutionTokensOpt = SearchSettings.max_solution_tokens,
@@ -181,7 +184,7 @@ def prepare_run(options: dict) -> RunJob:
 
     scorer = canonical_spec(options["prm"])
     scoring = from_options(scorer_options, options)
-    settings = from_options(search_settings, options)
+    settings = from_options(search_settings, with_sampling_preset(options))
     selection = from_options(dataset_selection, options)
     config = RunConfig(dataset=selection, methods=parse_csv(options["method"], "--method"),
                        budgets=parse_ints(options["n"], "--n"), scorer=scorer,
