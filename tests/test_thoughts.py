@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from fakes import DELIM, ScriptedPolicy, make_ctx, run
+from fakes import DELIM, PROMPT, ScriptedPolicy, make_ctx, run
 from ttscale.engines.base import Continuation
 from ttscale.run.evaluation import _candidate_entry
 from ttscale.search.best_of_n import sample_solutions
@@ -197,3 +197,40 @@ def test_a_policy_that_does_not_think_leaves_records_as_they_were():
     [c] = run(sample_solutions(ctx, 1))
     assert "thought" not in _candidate_entry(c, {"7": True}, None)
     assert all("thought" not in n.to_dict() for n in ctx.tree.nodes)
+
+
+# -- step by step: the step-wise searches ---------------------------------------------------------
+STEPWISE = ["First I add: 3 + 4 = 7, so maybe \\boxed{3}? No.",
+            "Checking again gives 7.\n</think>",
+            "The answer is \\boxed{7}."]
+
+
+def stepwise(prefix, j, stop):
+    done = prefix[len(PROMPT):].count(DELIM)
+    if done == len(STEPWISE) - 1:
+        return STEPWISE[-1], "eos"
+    return STEPWISE[done] + DELIM + "and so on", "eos"
+
+
+@pytest.mark.parametrize("method", ["beam", "dvts", "pf", "rebase", "lookahead"])
+def test_step_wise_searches_tell_the_thought_apart_and_read_the_answer_after_it(method):
+    from fakes import ScriptedScorer
+    from ttscale.search import solve
+
+    ctx = make_ctx(ScriptedPolicy(stepwise), ScriptedScorer(), width=2)
+    ctx.thinking = R1
+    result = run(solve(ctx, method, 4))
+    finished = [c for c in result.candidates if c.finish_reason == "eos"]
+    assert finished
+    for c in finished:  # the box inside the thought did not end the path
+        assert [s.thought for s in c.steps] == [True, True, False]
+        assert c.answer == "7"
+
+
+def test_a_step_that_closes_the_thought_and_answers_is_an_answer_step():
+    from ttscale.thoughts import step_in_thought
+
+    assert step_in_thought("hm.\n</think>", True, R1) == (True, False)
+    assert step_in_thought("hm.</think>\nThe answer is 7.", True, R1) == (False, False)
+    assert step_in_thought("<think>\nLet me see.", False, THINK_TAGS) == (True, True)
+    assert step_in_thought("The answer is 7.", False, THINK_TAGS) == (False, False)

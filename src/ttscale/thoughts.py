@@ -72,6 +72,20 @@ def split_thoughts(text: str, fmt: ThinkingFormat = THINK_TAGS,
     return ThoughtSplit(text, "closed", start, close, close + len(fmt.close))
 
 
+def step_in_thought(text: str, inside: bool, fmt: ThinkingFormat) -> tuple[bool, bool]:
+    """For a policy writing step by step: (is this step part of the thought, is the text after
+    it still inside the thought), given whether it began inside one. A step that opens the
+    thought belongs to it; one that closes it does too, unless its answer follows the marker
+    in the same step (then the answer is read from it)."""
+    opens = not inside and text.lstrip().startswith(fmt.open)
+    if not (inside or opens):
+        return False, False
+    close = text.find(fmt.close)
+    if close < 0:
+        return True, True
+    return not text[close + len(fmt.close):].strip(), False
+
+
 @dataclass(frozen=True)
 class ThoughtSegmentation:
     """How a long thought becomes steps: paragraphs (blank-line separated; an oversized one

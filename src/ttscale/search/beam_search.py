@@ -27,6 +27,7 @@ from ttscale.search.result import Candidate, SearchResult, candidate_from_leaf
 from ttscale.search.steps_from_text import single_step
 from ttscale.search.tree import Node
 from ttscale.steps import writes_final_answer
+from ttscale.thoughts import step_in_thought
 
 
 def check_budget(n: int, width: int) -> None:
@@ -149,18 +150,31 @@ def add_step_node(
     solution, truncated when no round is left for it, else open. Shared by the step-wise
     searches (beam, DVTS, lookahead, REBASE, particle filtering, online DeepConf)."""
     settings = ctx.settings
-    child = ctx.tree.add_child(node, single_step(continuation), group=group.index)
+    thought = _in_thought(ctx, node, continuation.text)
+    child = ctx.tree.add_child(node, single_step(continuation, thought), group=group.index)
     child.finish_reason = continuation.finish_reason
     ends = (continuation.finish_reason == "eos"
             or (continuation.stop_string is not None
                 and continuation.stop_string in settings.end_stops)
-            or writes_final_answer(continuation.text)
+            # a box inside a thought is the policy checking itself, not its answer
+            or (writes_final_answer(continuation.text) and not thought)
             # a blank line stopped at the delimiter is a pause, not the end of the solution
             or (not continuation.text.strip() and continuation.stop_string is None))
     child.status = "finished" if ends else "open"
     if not ends and (last_round or child.depth >= settings.max_depth):
         child.status = "truncated"
     return child
+
+
+def _in_thought(ctx: SearchContext, parent: Node, text: str) -> bool:
+    """Whether a reasoning policy's next step under ``parent`` lies in its thought."""
+    if ctx.thinking is None:
+        return False
+    if parent.step is None:  # the root: inside when the prompt opened the thought
+        inside = ctx.thinking.opened_by_prompt
+    else:
+        inside = parent.step.thought and ctx.thinking.close not in parent.step.text
+    return step_in_thought(text, inside, ctx.thinking)[0]
 
 
 async def grouped_beam_search(

@@ -88,6 +88,7 @@ def _delimited(text: str, start: int, delimiter: str) -> list[Span]:
     return spans
 
 
-def single_step(continuation: Continuation) -> Step:
+def single_step(continuation: Continuation, thought: bool = False) -> Step:
     """A continuation that was stopped at the step delimiter is one step."""
-    return Step(continuation.text, continuation.generated_tokens, continuation.token_logprobs)
+    return Step(continuation.text, continuation.generated_tokens, continuation.token_logprobs,
+                thought)
