@@ -234,3 +234,17 @@ def test_a_step_that_closes_the_thought_and_answers_is_an_answer_step():
     assert step_in_thought("hm.</think>\nThe answer is 7.", True, R1) == (False, False)
     assert step_in_thought("<think>\nLet me see.", False, THINK_TAGS) == (True, True)
     assert step_in_thought("The answer is 7.", False, THINK_TAGS) == (False, False)
+
+
+def test_a_prm_reads_the_thought_without_its_markers():
+    from fakes import ScriptedScorer
+    from ttscale.search import solve
+
+    scorer = ScriptedScorer()
+    ctx = make_ctx(ScriptedPolicy(stepwise), scorer, width=2)
+    ctx.thinking = R1
+    run(solve(ctx, "beam", 4))
+    read = [text for call in scorer.calls for steps in call.solutions for text in steps]
+    assert "Checking again gives 7." in read
+    assert not any("</think>" in text for text in read)
+    assert "</think>" in "".join(n.step.text for n in ctx.tree.nodes if n.step)  # kept there

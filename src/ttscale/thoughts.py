@@ -12,8 +12,10 @@ the opening marker into the prompt (``opened``), not into the generated text.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Literal
+
+from ttscale.steps import Step
 
 ThoughtState = Literal["none", "closed", "unclosed"]
 
@@ -70,6 +72,14 @@ def split_thoughts(text: str, fmt: ThinkingFormat = THINK_TAGS,
         return ThoughtSplit(text, "unclosed", start, len(text), len(text))
     # a closing marker with no opening one: the prompt opened the thought (R1's template)
     return ThoughtSplit(text, "closed", start, close, close + len(fmt.close))
+
+
+def without_markers(step: Step, fmt: ThinkingFormat) -> Step:
+    """A thought step as a PRM reads it: its words, without the thought's markers."""
+    if not step.thought:
+        return step
+    text = step.text.replace(fmt.open, "").replace(fmt.close, "").strip()
+    return replace(step, text=text)
 
 
 def step_in_thought(text: str, inside: bool, fmt: ThinkingFormat) -> tuple[bool, bool]:

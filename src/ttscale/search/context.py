@@ -14,7 +14,7 @@ from ttscale.rewards.base import Scorer, check_scores
 from ttscale.search.tree import Tree
 from ttscale.settings import SearchSettings
 from ttscale.steps import Step
-from ttscale.thoughts import ThinkingFormat
+from ttscale.thoughts import ThinkingFormat, without_markers
 
 if TYPE_CHECKING:
     from ttscale.search.result import Candidate, Details
@@ -98,6 +98,9 @@ class SearchContext:
     async def score(self, solutions: Sequence[Sequence[Step]]) -> list[list[float]]:
         if self.scorer is None:
             raise ConfigError("this method needs a scorer (--scorer); none was given")
+        if self.thinking is not None:  # a PRM reads the thought's words, not its markers
+            solutions = [[without_markers(s, self.thinking) for s in steps]
+                         for steps in solutions]
         batch = check_scores(await self.scorer.score(self.problem, solutions), solutions,
                              self.scorer.name)
         self.ledger.add_scorer(batch.tokens)
