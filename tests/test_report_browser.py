@@ -145,3 +145,56 @@ def test_report_draws_plots_and_opens_a_tree_node(report_of_a_real_run):
         errors = [entry for entry in driver.get_log("browser") if entry["level"] == "SEVERE"]
     assert screenshot.stat().st_size > 10_000
     assert not errors, errors
+
+
+THINKING_FEWSHOT = Path(__file__).parent / "data" / "thoughts" / "fewshot_thinking.txt"
+
+
+def test_thoughts_are_folded_with_their_size_and_the_budget_cut_is_shown(tmp_path):
+    """A real run of the embedded model thinking between <think> markers (its few-shot
+    examples do), under a thinking budget small enough to cut some thoughts."""
+    from selenium.webdriver.common.by import By
+
+    _need_browser()
+    run_dir, html = tmp_path / "run", tmp_path / "report.html"
+    result = CliRunner().invoke(app, [
+        "run", "--dataset", "ladder", "--levels", "1", "--limit", "1", "--method", "majority",
+        "--n", "4", "--prm", "none", "--prompt", f"fewshot:{THINKING_FEWSHOT}",
+        "--thinking", "on", "--thinking-budget", "12", "--max-solution-tokens", "96",
+        "--out", str(run_dir)])
+    assert result.exit_code == 0, result.output
+    [record] = [json.loads(line) for line in (run_dir / "records.jsonl").read_text().splitlines()]
+    ends = {c["thought"]["end"] for c in record["candidates"] if "thought" in c}
+    assert ends and ends <= {"closed", "budget"}
+    result = CliRunner().invoke(app, ["report", str(run_dir), "-o", str(html)])
+    assert result.exit_code == 0, result.output
+    with chromium() as driver:
+        driver.get(html.as_uri())
+        _wait_for(driver, "return window.ttscaleReport && window.ttscaleReport.ready")
+        driver.find_element(By.CSS_SELECTOR, '[data-tab="trees"]').click()
+        item = driver.find_element(By.CSS_SELECTOR, "#problems li.problem-item")
+        item.click()
+        _shown(driver, item.get_attribute("data-index"))
+        # open every node (shift-click expands a subtree)
+        driver.execute_script(
+            "document.querySelectorAll('#problem-view li.node[aria-expanded=\"false\"]')"
+            ".forEach(function (li) { li.querySelector('.node-row').dispatchEvent("
+            "new MouseEvent('click', {shiftKey: true, bubbles: true})); });")
+        folds = _wait_for(driver, "var f = document.querySelectorAll("
+                                  "'#problem-view li.node.thought details.thought-fold');"
+                                  "return f.length ? Array.from(f) : null")
+        thought_nodes = {n["id"]: n for n in record["tree"] if n.get("thought")}
+        assert len(folds) == len(thought_nodes)
+        for fold in folds:
+            node = thought_nodes[int(fold.find_element(By.XPATH, "ancestor::li[1]")
+                                     .get_attribute("data-node"))]
+            assert fold.get_attribute("open") is None  # folded by default
+            summary = fold.find_element(By.CSS_SELECTOR, "summary").text
+            assert summary == f"thought · {node['tokens']} tok"
+        badges = [b.text for b in driver.find_elements(By.CSS_SELECTOR, ".badge.thinking")]
+        cut = [c for c in record["candidates"] if c.get("thought", {}).get("end") == "budget"]
+        assert sum(b.startswith("thought cut by the budget at 12") for b in badges) == len(cut)
+        folds[0].find_element(By.CSS_SELECTOR, "summary").click()
+        assert folds[0].get_attribute("open") is not None
+        errors = [entry for entry in driver.get_log("browser") if entry["level"] == "SEVERE"]
+    assert not errors, errors

@@ -71,10 +71,15 @@ def _label_rank(label: str) -> tuple[tuple[int, str], int]:
 
 
 def _node_row(node: dict) -> list:
+    """[id, parent, group, status, tokens, text] (+ finish reason) (+ a reasoning policy's
+    thought: {"thought": true} on its steps, and how it ended on a solution's last node)."""
     row = [node["id"], node["parent"], node.get("group", 0),
            STATUS_CODES.get(node.get("status"), "o"), node.get("tokens", 0), node.get("text", "")]
-    if node.get("finish_reason"):
-        row.append(node["finish_reason"])
+    thought = {key: node[key] for key in ("thought", "thinking") if node.get(key)}
+    if node.get("finish_reason") or thought:
+        row.append(node.get("finish_reason"))
+    if thought:
+        row.append(thought)
     return row
 
 

@@ -337,7 +337,8 @@
     rows.forEach(function (row) {
       if (!wanted.has(row[0])) return;
       nodes.set(row[0], { id: row[0], parent: row[1], group: row[2], status: row[3], tokens: row[4],
-        text: row[5], finish: row[6] || null, score: wanted.get(row[0]), children: [] });
+        text: row[5], finish: row[6] || null, thought: !!(row[7] && row[7].thought),
+        thinking: (row[7] && row[7].thinking) || null, score: wanted.get(row[0]), children: [] });
     });
     var root = null;
     nodes.forEach(function (node) {
@@ -375,6 +376,18 @@
     return { nodes: nodes, root: root, candidates: candidates, chosenPath: chosenPath, count: nodes.size - (root ? 1 : 0) };
   }
 
+  // how a thought ended: closed by the model, cut by the thinking budget, or an early exit
+  function thinkingEnd(thinking) {
+    var tokens = thinking.thought_tokens + " thought tok";
+    if (thinking.end === "budget") return "thought cut by the budget at " + tokens;
+    if (thinking.end === "early_exit") {
+      return "early exit after " + thinking.probes.length + " probes (" + thinking.probe_tokens +
+        " tok) at " + tokens;
+    }
+    if (thinking.end === "closed") return "thought closed at " + tokens;
+    return "thought never closed (" + tokens + ")";
+  }
+
   function nodeItem(tree, node) {
     var item = el("li", "node status-" + (STATUS[node.status] || "open"));
     item.setAttribute("role", "treeitem");
@@ -392,21 +405,35 @@
     if (node.group) row.appendChild(el("span", "badge group", "subtree " + node.group));
     row.appendChild(el("span", "tokens", node.tokens + " tok"));
     if (node.finish && node.finish !== "stop") row.appendChild(el("span", "badge finish", node.finish));
+    if (node.thinking) row.appendChild(el("span", "badge thinking", thinkingEnd(node.thinking)));
     var text = el("span", "step-text clipped", node.text);
-    row.appendChild(text);
+    var shown = text;  // what the row shows: the text, or a thought's fold around it
+    if (node.thought) {
+      // a reasoning policy's thought: folded away, its size on the fold
+      item.classList.add("thought");
+      var fold = el("details", "thought-fold");
+      fold.appendChild(el("summary", "thought-summary", "thought · " + node.tokens + " tok"));
+      text.classList.remove("clipped");
+      fold.appendChild(text);
+      fold.addEventListener("click", function (event) { event.stopPropagation(); });
+      row.appendChild(fold);
+      shown = fold;
+    } else {
+      row.appendChild(text);
+    }
     var candidate = tree.candidates.get(node.id);
     if (!candidate && node.leads && node.leads.length === 1) {
       var lead = node.leads[0];
       row.insertBefore(el("span", "leads " + (lead.correct ? "right" : "wrong"),
         "leads to " + (lead.answer === null ? "no answer" : lead.answer) + (lead.correct ? " ✓" : " ✗") +
-        " · solution score " + fmtScore(lead.score) + (lead.chosen ? " ★ chosen" : "")), text);
+        " · solution score " + fmtScore(lead.score) + (lead.chosen ? " ★ chosen" : "")), shown);
     }
     if (candidate) {
       var end = el("span", "candidate " + (candidate.correct ? "right" : "wrong"),
         "→ " + (candidate.answer === null ? "no answer" : candidate.answer) + (candidate.correct ? " ✓" : " ✗") +
         " · solution score " + fmtScore(candidate.score) + (candidate.chosen ? " ★ chosen" : ""));
       if (candidate.chosen) item.classList.add("chosen-leaf");
-      row.insertBefore(end, text);
+      row.insertBefore(end, shown);
     }
     item.appendChild(row);
     if (hasChildren) item.setAttribute("aria-expanded", "false");
