@@ -17,6 +17,8 @@ import shutil
 import tempfile
 from pathlib import Path
 
+from ttscale.prompts import resolve_chat_template
+
 DATA = Path(__file__).resolve().parent / "data"
 QWEN_PRM_TAG_ID = 151651
 _FETCH_SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "fetch_test_assets.py"
@@ -96,12 +98,11 @@ def tokenizer_dirs() -> dict[str, Path]:
     qwen.chat_template = (DATA / "qwen2.5_chat_template.jinja").read_text()
     qwen.save_pretrained(dirs["qwen-prm"])
     _rename_token(dirs["qwen-prm"] / "tokenizer.json", QWEN_PRM_TAG_ID, "<extra_0>")
-    for name, template, tokens in (("r1-distill", "r1_distill_chat_template.jinja",
-                                    R1_DISTILL_TOKENS),
-                                   ("qwen3", "qwen3_chat_template.jinja", QWEN3_TOKENS)):
+    for name, template, tokens in (("r1-distill", "deepseek-r1", R1_DISTILL_TOKENS),
+                                   ("qwen3", "qwen3", QWEN3_TOKENS)):
         family = AutoTokenizer.from_pretrained(raw["qwen2"].parent,
                                                gguf_file=raw["qwen2"].name)
-        family.chat_template = (DATA / template).read_text()
+        family.chat_template = resolve_chat_template(template, None)  # the shipped one
         family.save_pretrained(dirs[name])
         for token_id, token in tokens.items():
             _rename_token(dirs[name] / "tokenizer.json", token_id, token)

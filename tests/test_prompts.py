@@ -157,7 +157,7 @@ class TestThinking:
         assert prompt.thinking_format is None
 
     def test_which_prompts_expect_a_thought(self):
-        qwen3 = (Path(__file__).parent / "data" / "qwen3_chat_template.jinja").read_text()
+        qwen3 = resolve_chat_template("qwen3", None)
         qwen25 = (Path(__file__).parent / "data" / "qwen2.5_chat_template.jinja").read_text()
         thinks = PromptFormat(kind="chat", chat_template=qwen3).thinking_format
         assert thinks == THINK_TAGS and not thinks.opened_by_prompt

@@ -39,7 +39,10 @@ from ttscale.thoughts import THINK_TAGS, ThinkingFormat
 
 PROMPT_FORMATS = ("fewshot", "chat")
 THINKING_MODES = ("auto", "on", "off")
-BUILTIN_TEMPLATES = ("chatml", "llama3")
+# shipped templates (the tool-free cores of the families' own), for servers that do not hand
+# out the model's: deepseek-r1 is R1-Distill-Qwen's January 2025 revision, which opens the
+# thought in the prompt; qwen3 reads enable_thinking
+BUILTIN_TEMPLATES = ("chatml", "llama3", "qwen3", "deepseek-r1")
 FEWSHOT_END_STOPS = ("\nProblem:",)
 FEWSHOT_STEP_DELIMITER = "\n"
 

@@ -142,7 +142,8 @@ PromptOpt = Annotated[str, typer.Option(help="fewshot (plain few-shot, for small
                                              "where the problem goes) or chat (the paper's "
                                              "system prompt + chat template)")]
 TemplateOpt = Annotated[str | None, typer.Option(
-    help="chat template: chatml, llama3 or a .jinja file (default: the model's own)")]
+    help="chat template: chatml, llama3, qwen3, deepseek-r1 or a .jinja file (default: the "
+         "model's own)")]
 ThinkingBudgetOpt = Annotated[int | None, typer.Option(
     help="a reasoning policy's thought: at most this many tokens, then the thought is closed "
          "and the answer forced (budget forcing)")]
