@@ -12,8 +12,11 @@ Two formats:
   ``{problem}`` where the problem goes).
 * ``chat`` — the paper's math system prompt ("Please reason step by step, and put your final
   answer within \\boxed{}.") and the problem as the user turn, rendered with the model's chat
-  template: the one in the GGUF file, a named template shipped here (``chatml``, ``llama3``)
-  or a Jinja file of the user's.
+  template: the one in the GGUF file, a named template shipped here (``chatml``, ``llama3``,
+  ``qwen3``, ``deepseek-r1``) or a Jinja file of the user's.
+* ``messages`` — the same two messages, not rendered: the ``openai-chat`` engine sends them to
+  a server's chat endpoint, whose template (and reasoning parser) apply there. The prefix
+  carries them as a JSON document (``encode_messages``), which only that engine reads.
 
 Reasoning policies think before they answer (``thoughts.py``). ``thinking``: ``auto`` lets
 the template decide (Qwen3 thinks unless told not to; R1 distills' template opens the thought
@@ -26,6 +29,7 @@ Long prompts and templates live in files under ``prompt_files/``, not in code.""
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, replace
 from functools import cached_property, lru_cache
 from importlib import resources
@@ -37,7 +41,8 @@ from ttscale.settings import SearchSettings
 from ttscale.steps import DEFAULT_STEP_DELIMITER
 from ttscale.thoughts import THINK_TAGS, ThinkingFormat
 
-PROMPT_FORMATS = ("fewshot", "chat")
+PROMPT_FORMATS = ("fewshot", "chat", "messages")
+MESSAGES_MARK = "\x00ttscale-messages\x00"  # starts a prefix that holds chat messages
 THINKING_MODES = ("auto", "on", "off")
 # shipped templates (the tool-free cores of the families' own), for servers that do not hand
 # out the model's: deepseek-r1 is R1-Distill-Qwen's January 2025 revision, which opens the
@@ -84,6 +89,8 @@ class PromptFormat:
     @property
     def text(self) -> str:
         """The template or few-shot text this format renders with (a run's identity)."""
+        if self.kind == "messages":
+            return system_prompt()
         if self.kind == "chat":
             return self.chat_template or ""
         return self.fewshot if self.fewshot is not None else prompt_file("fewshot_math.txt")
@@ -105,6 +112,11 @@ class PromptFormat:
     def render(self, problem: str) -> str:
         if self.kind == "fewshot":
             return self.text.replace("{problem}", problem.strip())
+        if self.kind == "messages":
+            return encode_messages(
+                [{"role": "system", "content": system_prompt()},
+                 {"role": "user", "content": problem.strip()}],
+                {} if self.thinking == "auto" else {"enable_thinking": self.thinking == "on"})
         prompt = render_chat(self.chat_template or "", [
             {"role": "system", "content": system_prompt()},
             {"role": "user", "content": problem.strip()},
@@ -121,10 +133,28 @@ class PromptFormat:
             return None
         if self.kind == "fewshot":
             return THINK_TAGS if self.thinking == "on" else None
+        if self.kind == "messages":  # the engine writes a server's reasoning between markers
+            return THINK_TAGS
         if _opens_thought(self.render("1 + 1")):
             return replace(THINK_TAGS, opened_by_prompt=True)
         knows_thoughts = THINK_TAGS.close in (self.chat_template or "")
         return THINK_TAGS if self.thinking == "on" or knows_thoughts else None
+
+
+def encode_messages(messages: list[dict[str, str]], template_kwargs: dict) -> str:
+    """A prefix holding chat messages (and the chat template's switches) for a chat engine."""
+    return MESSAGES_MARK + json.dumps({"messages": messages, "template": template_kwargs},
+                                      ensure_ascii=False) + "\n"
+
+
+def decode_messages(prefix: str) -> tuple[list[dict[str, str]], dict, str] | None:
+    """(messages, template switches, the assistant text after them) of a prefix made by
+    ``encode_messages``; None for any other prefix."""
+    if not prefix.startswith(MESSAGES_MARK):
+        return None
+    document, _, rest = prefix[len(MESSAGES_MARK):].partition("\n")
+    data = json.loads(document)
+    return data["messages"], data["template"], rest
 
 
 def _opens_thought(prompt: str) -> bool:

@@ -15,6 +15,7 @@ import typer
 
 from ttscale.cli.parsing import BudgetsByMethod, CommaList, parse_csv, parse_ints, unescape
 from ttscale.engines import EngineSpec
+from ttscale.errors import ConfigError
 from ttscale.prompts import PromptFormat
 from ttscale.registry import parse_choice
 from ttscale.rewards import ScorerOptions
@@ -114,9 +115,11 @@ TrustOpt = Annotated[bool, typer.Option(help="let transformers run a checkpoint'
 # -- the engine ------------------------------------------------------------------------------
 EngineOpt = Annotated[str, typer.Option(help="llama.cpp (in-process, default), hf "
                                              "(transformers, in-process; extra hf), vllm "
-                                             "(in-process on a GPU; extra vllm) or openai "
+                                             "(in-process on a GPU; extra vllm), openai "
                                              "(any OpenAI-compatible server: vLLM, SGLang, "
-                                             "llama-server, Ollama)")]
+                                             "llama-server, Ollama) or openai-chat (its chat "
+                                             "endpoint and reasoning parser; whole solutions, "
+                                             "--prompt messages)")]
 ModelOpt = Annotated[str | None, typer.Option(
     help="GGUF path for llama.cpp (default: the embedded SmolLM2-135M), a model folder, "
          ".gguf file or hub name for --engine hf, or the served model name for --engine "
@@ -139,8 +142,10 @@ ConcurrencyOpt = Annotated[int, typer.Option(
 # -- the prompt ------------------------------------------------------------------------------
 PromptOpt = Annotated[str, typer.Option(help="fewshot (plain few-shot, for small models), "
                                              "fewshot:FILE (your own examples, {problem} "
-                                             "where the problem goes) or chat (the paper's "
-                                             "system prompt + chat template)")]
+                                             "where the problem goes), chat (the paper's "
+                                             "system prompt + chat template) or messages "
+                                             "(the same, rendered by the server: "
+                                             "--engine openai-chat)")]
 TemplateOpt = Annotated[str | None, typer.Option(
     help="chat template: chatml, llama3, qwen3, deepseek-r1 or a .jinja file (default: the "
          "model's own)")]
@@ -258,6 +263,9 @@ def prompt_format(kind: str, template: str | None, policy,
                   thinking: str = PromptFormat.thinking) -> PromptFormat:
     from ttscale.prompts import read_fewshot_file, resolve_chat_template
 
+    if policy is not None and getattr(policy, "reads_messages", False) != (kind == "messages"):
+        raise ConfigError("--prompt messages goes with --engine openai-chat (the server renders "
+                          "the messages), and that engine takes no other prompt")
     if kind.startswith("fewshot:"):
         return PromptFormat(kind="fewshot", fewshot=read_fewshot_file(kind.split(":", 1)[1]),
                             thinking=thinking)

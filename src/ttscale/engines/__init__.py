@@ -11,7 +11,7 @@ from ttscale.registry import parse_choice
 
 __all__ = ["ENGINES", "Continuation", "EngineSpec", "ModelInfo", "Policy", "load_policy"]
 
-ENGINES = ("llama.cpp", "openai", "hf", "vllm")
+ENGINES = ("llama.cpp", "openai", "openai-chat", "hf", "vllm")
 
 
 @dataclass(frozen=True)
@@ -40,8 +40,8 @@ class EngineSpec:
 
     def __post_init__(self) -> None:
         parse_choice("engine", self.kind, ENGINES)
-        if self.kind == "openai" and not self.base_url:
-            raise ConfigError("the openai engine needs --base-url, e.g. "
+        if self.kind in ("openai", "openai-chat") and not self.base_url:
+            raise ConfigError(f"the {self.kind} engine needs --base-url, e.g. "
                               "http://127.0.0.1:8000/v1 for `vllm serve MODEL`")
         if self.kind == "llama.cpp" and self.base_url:
             raise ConfigError("--base-url is for --engine openai; llama.cpp runs in-process")
@@ -73,6 +73,9 @@ def load_policy(spec: EngineSpec) -> Policy:
     from ttscale.engines.openai_http import OpenAICompletionsEngine, check_server
 
     check_server(spec.base_url or "", spec.api_key)  # fail fast, with a clear message
-    return OpenAICompletionsEngine(spec.base_url or "", spec.model, api_key=spec.api_key,
-                                   parameters=spec.parameters, concurrency=spec.concurrency,
-                                   timeout=spec.timeout)
+    engine = OpenAICompletionsEngine
+    if spec.kind == "openai-chat":
+        from ttscale.engines.openai_chat import OpenAIChatEngine as engine  # noqa: N813
+    return engine(spec.base_url or "", spec.model, api_key=spec.api_key,
+                  parameters=spec.parameters, concurrency=spec.concurrency,
+                  timeout=spec.timeout)

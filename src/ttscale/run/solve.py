@@ -38,6 +38,11 @@ class Solution:
     def answer_steps(self) -> tuple[str, ...]:
         return self.steps[self.thought_steps:]
 
+    @property
+    def ends_in_thought(self) -> bool:
+        """It never left its thought: no answer part (cut off, or closed with nothing after)."""
+        return bool(self.thought_steps) and not self.answer_steps
+
     def thought(self, fmt: ThinkingFormat = THINK_TAGS) -> str | None:
         """The thought without its markers, as reasoning parsers return it; None when the
         solution has none."""

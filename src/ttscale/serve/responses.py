@@ -96,10 +96,12 @@ def _choice_extra(solution: Solution) -> dict:
 
 
 def _message(done: Answered, solution: Solution) -> dict:
-    message = {"role": "assistant", "content": done.content(solution)}
+    message: dict = {"role": "assistant", "content": done.content(solution)}
     reasoning = done.reasoning(solution)
     if reasoning is not None:
         message["reasoning_content"] = reasoning
+        if solution.ends_in_thought:  # as vLLM's parsers: no content after an open thought
+            message["content"] = None
     return message
 
 
