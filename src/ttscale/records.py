@@ -12,6 +12,8 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ttscale.errors import RunStateError
+
 logger = logging.getLogger(__name__)
 
 RECORDS_FILE = "records.jsonl"
@@ -105,3 +107,44 @@ def write_json_atomic(path: Path, data: dict) -> None:
     temporary = path.with_suffix(path.suffix + ".tmp")
     temporary.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     os.replace(temporary, path)
+
+
+LOCK_FILE = ".lock"
+
+
+class RunFolderLock:
+    """One writer per run folder: an exclusive OS lock (``flock``) on ``.lock`` in the folder,
+    held while a run writes its records. The OS drops it when the holder exits or is killed,
+    so an interrupted run never leaves a stale lock behind; the file keeps the holder's pid
+    for the message a second writer gets."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self._file = None
+
+    def __enter__(self) -> RunFolderLock:
+        import fcntl
+
+        self.folder.mkdir(parents=True, exist_ok=True)
+        handle = open(self.folder / LOCK_FILE, "a+", encoding="utf-8")  # noqa: SIM115
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            holder = handle.read().strip()
+            handle.close()
+            raise RunStateError(
+                f"{self.folder} is being written by another ttscale process"
+                f"{f' (pid {holder})' if holder.isdigit() else ''}: wait for it to finish, or "
+                "give this run another --out folder") from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(str(os.getpid()))
+        handle.flush()
+        self._file = handle
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self._file is not None:
+            self._file.close()  # closing the last descriptor releases the lock
+            self._file = None

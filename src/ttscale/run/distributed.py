@@ -37,7 +37,7 @@ from ttscale.engines import EngineSpec, ModelInfo, load_policy
 from ttscale.errors import ConfigError, EngineError
 from ttscale.planner.plan import Plan
 from ttscale.prompts import PromptFormat
-from ttscale.records import RECORDS_FILE, RecordWriter
+from ttscale.records import RECORDS_FILE, RecordWriter, RunFolderLock
 from ttscale.rewards import ScorerOptions, load_scorer
 from ttscale.run.runner import (
     DEFAULT_PARALLEL,
@@ -184,14 +184,15 @@ def run_on_ray(
         info = described[0]["info"]
         if callable(run_dir):
             run_dir = run_dir(info)
-        opened = open_run(config, info, run_dir, prompt, plan)
-        context = ray.put(ShardContext(config, opened.settings, prompt, opened.plan, parallel,
-                                       token=uuid.uuid4().hex))
-        with RecordWriter(run_dir / RECORDS_FILE) as writer:
-            tally = RunTally(opened, writer)
-            _Dispatcher(ray, actors, context, parallel, tally, len(opened.problems),
-                        on_problem_done).run(opened.todo)
-        return tally.outcome()
+        with RunFolderLock(run_dir):  # one writer per run folder
+            opened = open_run(config, info, run_dir, prompt, plan)
+            context = ray.put(ShardContext(config, opened.settings, prompt, opened.plan,
+                                           parallel, token=uuid.uuid4().hex))
+            with RecordWriter(run_dir / RECORDS_FILE) as writer:
+                tally = RunTally(opened, writer)
+                _Dispatcher(ray, actors, context, parallel, tally, len(opened.problems),
+                            on_problem_done).run(opened.todo)
+            return tally.outcome()
     finally:
         for actor in actors:
             ray.kill(actor, no_restart=True)

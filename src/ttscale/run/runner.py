@@ -32,6 +32,7 @@ from ttscale.records import (
     MANIFEST_FILE,
     RECORDS_FILE,
     RecordWriter,
+    RunFolderLock,
     read_records,
     write_json_atomic,
 )
@@ -305,16 +306,17 @@ async def run(
     share the cache and a batch, and records are reproducible up to floating-point rounding:
     where cached tokens sit in the KV cache depends on timing, and the attention sums them in
     that order)."""
-    opened = open_run(config, policy.info, run_dir, prompt, plan)
-    solve = problem_solver(config, policy, scorer, opened.settings, prompt, opened.plan,
-                           parallel)
-    with RecordWriter(run_dir / RECORDS_FILE) as writer:
-        tally = RunTally(opened, writer)
-        async for outcome in solve_concurrently(opened.todo, solve, parallel):
-            tally.add(outcome.item[0], outcome.result, outcome.error)
-            if on_problem_done:
-                on_problem_done(tally.finished, len(opened.problems))
-    return tally.outcome()
+    with RunFolderLock(run_dir):  # one writer per run folder
+        opened = open_run(config, policy.info, run_dir, prompt, plan)
+        solve = problem_solver(config, policy, scorer, opened.settings, prompt, opened.plan,
+                               parallel)
+        with RecordWriter(run_dir / RECORDS_FILE) as writer:
+            tally = RunTally(opened, writer)
+            async for outcome in solve_concurrently(opened.todo, solve, parallel):
+                tally.add(outcome.item[0], outcome.result, outcome.error)
+                if on_problem_done:
+                    on_problem_done(tally.finished, len(opened.problems))
+        return tally.outcome()
 
 
 def problem_solver(config: RunConfig, policy: Policy, scorer: Scorer | None,
