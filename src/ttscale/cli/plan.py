@@ -117,6 +117,9 @@ def calibrate(
     difficulty_samples: DifficultySamplesOpt = StudyConfig.difficulty_samples,
     bins: BinsOpt = StudyConfig.bins,
     min_problems: MinProblemsOpt = StudyConfig.min_problems,
+    thinking_budgets: Annotated[str | None, typer.Option(
+        help="a reasoning policy: also measure the whole-solution methods with their thoughts "
+             "cut at each of these budgets (tokens), as options method+thinkB")] = None,
     width: WidthOpt = SearchSettings.width,
     prm: PrmOpt = DEFAULT_PRM,
     prm_device: PrmDeviceOpt = ScorerOptions.device,
@@ -184,7 +187,9 @@ def _study(options: dict) -> StudyConfig:
         calibration_fraction=options["calibration_fraction"],
         split_seed=options["split_seed"], probe_size=options["probe"],
         difficulty_samples=options["difficulty_samples"], bins=options["bins"],
-        min_problems=options["min_problems"])
+        min_problems=options["min_problems"],
+        thinking_budgets=(parse_ints(options["thinking_budgets"], "--thinking-budgets")
+                          if options["thinking_budgets"] else ()))
 
 
 def _load_models(invocation: dict):
@@ -228,7 +233,7 @@ def evaluate(
             overrides = {"model": model, "base_url": base_url, "threads": threads}
             _run_evaluation_half(plan, study, evaluation_ids, out_dir, overrides)
         outcomes, pass_rates = read_half(out_dir, "evaluation", evaluation_ids,
-                                         plan.probe_size)
+                                         plan.probe_size, study.thinking_budgets)
         result = evaluate_plan(plan, outcomes, pass_rates,
                                parse_ints(budgets, "--budgets") if budgets else None)
     except (TTScaleError, ValueError) as error:

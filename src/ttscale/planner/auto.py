@@ -73,7 +73,8 @@ class PlanChooser:
         explanation = AutoDecision(self.plan.source, self.plan.identity, difficulty,
                                    plan.predictor.source, features,
                                    tuple(c.node_id for c in probe), decision)
-        return Choice(decision.method, decision.n, decision.width, tuple(probe), explanation)
+        return Choice(decision.method, decision.n, decision.width, tuple(probe), explanation,
+                      decision.thinking_budget)
 
 
 async def auto_search(ctx: SearchContext, budget: int, plan: Plan, *,

@@ -90,13 +90,13 @@ def _planner_row(name: str, plan: Plan, problems: Sequence[ProblemOutcomes],
         decision = plan.decide(bins[problem.problem_id], budget,
                                parameters=plan.policy.get("parameters"),
                                model_name=plan.policy.get("name") or "")
-        key = (decision.method, decision.n)
-        choices[f"{decision.method}@{decision.n}"] += 1
+        key = (decision.option, decision.n)
+        choices[f"{decision.option}@{decision.n}"] += 1
         if key not in problem.outcomes:
             correct.append(None)
             continue
         correct.append(float(problem.outcomes[key].correct))
-        cost = problem.cost(decision.method, decision.n, plan.probe_size)
+        cost = problem.cost(decision.option, decision.n, plan.probe_size)
         if cost is None:
             cost_known = False
         else:

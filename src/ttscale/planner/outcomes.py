@@ -12,6 +12,7 @@ from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
+from ttscale.planner.options import option_label, split_option
 from ttscale.planner.probe import ProbeFeatures, probe_features
 from ttscale.search import METHODS
 
@@ -41,8 +42,10 @@ class ProblemOutcomes:
         outcome = self.outcomes[(method, n)]
         if self.probe_flops is None or outcome.flops is None:
             return None
-        spec = METHODS[method]
-        if spec.pooled:
+        name, thinking_budget = split_option(method)
+        spec = METHODS[name]
+        # under a thinking budget the probe's samples (drawn without one) are not reused
+        if spec.pooled and thinking_budget is None:
             # it reads the probe's samples first, then more of the same streams: the probe at
             # least (a small budget, or an adaptive method that stops within the probe); a
             # method that scores nothing still paid for the probe's scoring
@@ -56,12 +59,15 @@ def _probe_record(records: dict[tuple[str, int], dict], probe_size: int) -> dict
 
 
 def collect_outcomes(records: Iterable[dict], probe_size: int) -> dict[str, ProblemOutcomes]:
-    """Outcomes per problem; problems without a probe record get ``probe = None``."""
+    """Outcomes per problem; problems without a probe record get ``probe = None``. A record
+    drawn under a thinking budget is the option ``method+thinkB``; the probe is read from
+    records without one (as a live ``auto`` run draws it)."""
     by_problem: dict[str, dict[tuple[str, int], dict]] = defaultdict(dict)
     for record in records:
         if record.get("method") == "auto":
             continue
-        by_problem[record["problem_id"]][(record["method"], int(record["n"]))] = record
+        label = option_label(record["method"], record.get("thinking_budget"))
+        by_problem[record["problem_id"]][(label, int(record["n"]))] = record
     result = {}
     for problem_id, mine in by_problem.items():
         item = ProblemOutcomes(problem_id)

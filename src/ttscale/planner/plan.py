@@ -18,6 +18,7 @@ from pathlib import Path
 
 from ttscale.errors import ConfigError
 from ttscale.planner.difficulty import Binning, absolute_binning
+from ttscale.planner.options import option_label, split_option
 from ttscale.planner.outcomes import ProblemOutcomes
 from ttscale.planner.prior import RULES, prior_method
 from ttscale.planner.probe import DEFAULT_PROBE_SIZE, Predictor, prior_predictor
@@ -77,10 +78,19 @@ class Decision:
     source: str  # "plan" or "prior"
     reason: str
     notes: tuple[str, ...] = ()
+    thinking_budget: int | None = None  # whole solutions think under this budget
+
+    @property
+    def option(self) -> str:
+        """The option's label, as calibration outcomes name it."""
+        return option_label(self.method, self.thinking_budget)
 
     def to_dict(self) -> dict:
-        return {"method": self.method, "n": self.n, "width": self.width, "source": self.source,
-                "reason": self.reason, "notes": list(self.notes)}
+        entry = {"method": self.method, "n": self.n, "width": self.width,
+                 "source": self.source, "reason": self.reason, "notes": list(self.notes)}
+        if self.thinking_budget is not None:
+            entry["thinking_budget"] = self.thinking_budget
+        return entry
 
 
 def fit_budget(method: str, budget: int, width: int) -> tuple[str, int]:
@@ -131,8 +141,10 @@ class Plan:
                           f"{choice.method}@{choice.n} had the best accuracy "
                           f"{best.accuracy:.1%} [{best.low:.1%}, {best.high:.1%}] on "
                           f"{choice.problems} calibration problems")
-                width = self.width if METHODS[choice.method].uses_width else None
-                return Decision(choice.method, choice.n, width, "plan", reason, tuple(notes))
+                method, thinking_budget = split_option(choice.method)
+                width = self.width if METHODS[method].uses_width else None
+                return Decision(method, choice.n, width, "plan", reason, tuple(notes),
+                                thinking_budget)
         prior_bin = difficulty if difficulty in ("easy", "medium", "hard") else (
             _as_absolute(difficulty, self.binning))  # quantile levels, by rank
         method, rule = prior_method(parameters, prior_bin, model_name=model_name,

@@ -59,6 +59,9 @@ class StudyConfig:
     difficulty_samples: int = 16
     bins: str = "absolute"
     min_problems: int = DEFAULT_MIN_PROBLEMS
+    # a reasoning policy's whole-solution methods measured again under each thinking budget:
+    # options ``method+thinkB`` beside the unbudgeted ones
+    thinking_budgets: tuple[int, ...] = ()
 
     def __post_init__(self) -> None:
         parse_binning(self.bins)
@@ -72,7 +75,12 @@ class StudyConfig:
         if not any(METHODS[m].pooled for m in self.methods if m in METHODS):
             raise ConfigError("a calibration needs bon or majority among --methods: the probe "
                               "that predicts a problem's difficulty is their first samples")
+        if any(b < 1 for b in self.thinking_budgets):
+            raise ConfigError(f"thinking budgets are positive token counts, got "
+                              f"{list(self.thinking_budgets)}")
         self.run_config()  # checks methods, budgets and widths
+        for budget in self.thinking_budgets:
+            self.budgeted_config((), budget)  # and that each budget leaves room to answer
 
     def budgets_for(self, method: str) -> tuple[int, ...]:
         budgets = dict(self.method_budgets).get(method, self.budgets)
@@ -93,6 +101,18 @@ class StudyConfig:
                          method_budgets=tuple((m, self.budgets_for(m)) for m in self.methods),
                          scorer=self.scorer, settings=self.settings)
 
+    def budgeted_config(self, ids: Sequence[str] | None, thinking_budget: int) -> RunConfig:
+        """The whole-solution methods (those answered from a pool of samples) again, their
+        thoughts under ``thinking_budget``: tree searches grow step by step and take none."""
+        pooled = tuple(m for m in self.methods if METHODS[m].pooled)
+        selection = (DatasetSelection(self.dataset.name, ids=tuple(ids)) if ids is not None
+                     else self.dataset)
+        return RunConfig(dataset=selection, methods=pooled,
+                         budgets=tuple(sorted({n for m in pooled for n in self.budgets_for(m)})),
+                         method_budgets=tuple((m, self.budgets_for(m)) for m in pooled),
+                         scorer=self.scorer,
+                         settings=replace(self.settings, thinking_budget=thinking_budget))
+
     def difficulty_config(self, ids: Sequence[str]) -> RunConfig:
         settings = replace(self.settings, seed=self.settings.seed + DIFFICULTY_SEED_OFFSET)
         return RunConfig(dataset=DatasetSelection(self.dataset.name, ids=tuple(ids)),
@@ -104,7 +124,10 @@ class StudyConfig:
         return split_ids([p.id for p in problems], self.calibration_fraction, self.split_seed)
 
     def to_dict(self) -> dict:
-        return {**asdict(self), "settings": self.settings.identity()}
+        entry = {**asdict(self), "settings": self.settings.identity()}
+        if not self.thinking_budgets:  # as studies before thinking budgets wrote it
+            del entry["thinking_budgets"]
+        return entry
 
     @classmethod
     def from_dict(cls, data: dict) -> StudyConfig:
@@ -118,7 +141,9 @@ class StudyConfig:
                 settings=SearchSettings(**{k: tuple(v) if isinstance(v, list) else v
                                            for k, v in data["settings"].items()}),
                 **{k: data[k] for k in ("calibration_fraction", "split_seed", "probe_size",
-                                        "difficulty_samples", "bins", "min_problems")})
+                                        "difficulty_samples", "bins", "min_problems")},
+                # plans calibrated before thinking budgets have none
+                thinking_budgets=tuple(data.get("thinking_budgets", ())))
         except (KeyError, TypeError) as error:
             raise ConfigError(f"the plan's study settings are malformed ({error!r})") from error
 
@@ -135,17 +160,31 @@ async def run_half(config: StudyConfig, half: str, ids: Sequence[str], policy: P
 
     methods = await run(config.run_config(ids), policy, scorer, out / "runs" / half, prompt,
                         on_problem_done=hook(f"{half}: methods"))
+    if config.thinking_budgets and prompt.thinking_format is None:
+        raise ConfigError("--thinking-budgets measures a policy that thinks: this prompt "
+                          "expects no thought (use a reasoning model's chat template, or "
+                          "--thinking on)")
+    for budget in config.thinking_budgets:
+        await run(config.budgeted_config(ids, budget), policy, scorer,
+                  _budgeted_folder(out, half, budget), prompt,
+                  on_problem_done=hook(f"{half}: thinking budget {budget}"))
     difficulty = await run(config.difficulty_config(ids), policy, None,
                            out / "runs" / "difficulty", prompt,
                            on_problem_done=hook(f"{half}: pass@1 samples"))
     return methods, difficulty
 
 
-def read_half(out: Path, half: str, ids: Sequence[str], probe_size: int
+def _budgeted_folder(out: Path, half: str, thinking_budget: int) -> Path:
+    return out / "runs" / f"{half}-think{thinking_budget}"
+
+
+def read_half(out: Path, half: str, ids: Sequence[str], probe_size: int,
+              thinking_budgets: Sequence[int] = ()
               ) -> tuple[dict[str, ProblemOutcomes], dict[str, PassRate]]:
     """The outcomes and pass@1 estimates of one half's problems, from its records on disk."""
     wanted = set(ids)
-    records = [r for r in read_records(out / "runs" / half / RECORDS_FILE).records
+    folders = [out / "runs" / half] + [_budgeted_folder(out, half, b) for b in thinking_budgets]
+    records = [r for folder in folders for r in read_records(folder / RECORDS_FILE).records
                if r["problem_id"] in wanted]
     difficulty = [r for r in read_records(out / "runs" / "difficulty" / RECORDS_FILE).records
                   if r["problem_id"] in wanted and r["method"] == "majority"]
@@ -222,7 +261,8 @@ async def calibrate(config: StudyConfig, policy: Policy, scorer: Scorer | None,
     calibration_ids, evaluation_ids = config.split()
     await run_half(config, "calibration", calibration_ids, policy, scorer, prompt, out,
                    progress)
-    outcomes, pass_rates = read_half(out, "calibration", calibration_ids, config.probe_size)
+    outcomes, pass_rates = read_half(out, "calibration", calibration_ids, config.probe_size,
+                                     config.thinking_budgets)
     plan = build_plan(config, outcomes, pass_rates,
                       policy={"name": policy.info.name, "parameters": policy.info.parameters},
                       width=config.settings.width,

@@ -95,6 +95,8 @@ def build_record(
         "ledger": ledger.to_dict(),
         "seconds": round(seconds, 4),
         "pool_size": pool_size,
+        # whole solutions drawn under a thinking budget say so (records without one unchanged)
+        **({"thinking_budget": settings.thinking_budget} if settings.thinking_budget else {}),
     }
 
 

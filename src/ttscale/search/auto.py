@@ -21,8 +21,10 @@ async def auto(ctx: SearchContext, n: int) -> SearchResult:
         raise ValueError(f"the budget must be at least 1, got {n}")
     choice = await ctx.chooser.choose(ctx, n)
     width = choice.width or ctx.settings.width
-    chosen = replace(ctx, settings=replace(ctx.settings, width=width), reuse=choice.reuse,
-                     chooser=None)  # same tree and ledger
+    settings, reuse = replace(ctx.settings, width=width), choice.reuse
+    if choice.thinking_budget is not None:  # the probe drew without it: nothing to reuse
+        settings, reuse = replace(settings, thinking_budget=choice.thinking_budget), ()
+    chosen = replace(ctx, settings=settings, reuse=reuse, chooser=None)  # same tree and ledger
     result = await solve(chosen, choice.method, choice.n)
     return SearchResult("auto", n, choice.width, result.candidates, ctx.tree, ctx.ledger,
                         details=choice.explanation)

@@ -30,6 +30,7 @@ class Choice:
     width: int | None
     reuse: tuple[Candidate, ...]
     explanation: Details  # what the run record stores
+    thinking_budget: int | None = None  # the method's whole solutions think under it
 
 
 class MethodChooser(Protocol):
