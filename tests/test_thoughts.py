@@ -223,7 +223,9 @@ def test_step_wise_searches_tell_the_thought_apart_and_read_the_answer_after_it(
     finished = [c for c in result.candidates if c.finish_reason == "eos"]
     assert finished
     for c in finished:  # the box inside the thought did not end the path
-        assert [s.thought for s in c.steps] == [True, True, False]
+        *thought, answer = c.steps
+        assert thought and all(s.thought for s in thought) and not answer.thought
+        assert "\\boxed{3}" in thought[0].text and "</think>" in thought[-1].text
         assert c.answer == "7"
 
 
@@ -245,6 +247,38 @@ def test_a_prm_reads_the_thought_without_its_markers():
     ctx.thinking = R1
     run(solve(ctx, "beam", 4))
     read = [text for call in scorer.calls for steps in call.solutions for text in steps]
-    assert "Checking again gives 7." in read
+    assert any(text.endswith("Checking again gives 7.") for text in read)
     assert not any("</think>" in text for text in read)
     assert "</think>" in "".join(n.step.text for n in ctx.tree.nodes if n.step)  # kept there
+
+
+PARAGRAPHS = 200  # "Thought line k." paragraphs, then the thought closes and the answer comes
+
+
+def chatty(prefix, j, stop):
+    written = prefix[len(PROMPT):]
+    k = written.count("Thought line")
+    if "</think>" in written:
+        return "The answer is \\boxed{7}.", "eos"
+    if k >= PARAGRAPHS:
+        return "Done.\n</think>" + DELIM + "The answer is \\boxed{7}.", "eos"
+    return f"Thought line {k}." + DELIM + f"Thought line {k + 1}.", "eos"
+
+
+def test_a_step_inside_the_thought_runs_through_paragraphs_up_to_the_length_of_a_step():
+    from fakes import ScriptedScorer
+    from ttscale.search import solve
+    from ttscale.search.beam_search import THOUGHT_STEP_CHARS
+
+    policy = ScriptedPolicy(chatty)
+    ctx = make_ctx(policy, ScriptedScorer(), width=2, max_step_tokens=2048, max_depth=40)
+    ctx.thinking = R1
+    result = run(solve(ctx, "beam", 2))
+    [best, *_] = [c for c in result.candidates if c.answer is not None]
+    thought = [s for s in best.steps if s.thought]
+    # 200 short paragraphs make a handful of steps, each but the last past the length
+    assert 2 <= len(thought) <= 8
+    assert all(len(s.text) >= THOUGHT_STEP_CHARS for s in thought[:-2])
+    assert "\n\n".join(s.text for s in thought).count("Thought line") == PARAGRAPHS
+    assert best.answer == "7" and not best.steps[-1].thought
+    assert ctx.ledger.policy_calls == len(policy.calls) > len(thought)  # every part charged

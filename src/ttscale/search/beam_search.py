@@ -27,7 +27,7 @@ from ttscale.search.result import Candidate, SearchResult, candidate_from_leaf
 from ttscale.search.steps_from_text import single_step
 from ttscale.search.tree import Node
 from ttscale.steps import writes_final_answer
-from ttscale.thoughts import step_in_thought
+from ttscale.thoughts import DEFAULT_SEGMENTATION, step_in_thought
 
 
 def check_budget(n: int, width: int) -> None:
@@ -107,6 +107,8 @@ async def expand_round(
     for total, reply in zip(totals, replies, strict=True):
         for prefix, continuations in zip(by_total[total], reply, strict=True):
             continuations_of[prefix] += continuations
+    if ctx.thinking is not None and not last_round:
+        await _merge_thought_paragraphs(ctx, by_prefix, continuations_of, depth, max_tokens)
     children = []
     for prefix, plans in by_prefix.items():
         continuations = continuations_of[prefix]
@@ -170,11 +172,69 @@ def _in_thought(ctx: SearchContext, parent: Node, text: str) -> bool:
     """Whether a reasoning policy's next step under ``parent`` lies in its thought."""
     if ctx.thinking is None:
         return False
-    if parent.step is None:  # the root: inside when the prompt opened the thought
-        inside = ctx.thinking.opened_by_prompt
-    else:
-        inside = parent.step.thought and ctx.thinking.close not in parent.step.text
-    return step_in_thought(text, inside, ctx.thinking)[0]
+    return step_in_thought(text, _inside_after(ctx, parent), ctx.thinking)[0]
+
+
+def _inside_after(ctx: SearchContext, node: Node) -> bool:
+    """Whether the text after ``node`` is inside the thought (``ctx.thinking`` is set)."""
+    assert ctx.thinking is not None
+    if node.step is None:  # the root: inside when the prompt opened the thought
+        return ctx.thinking.opened_by_prompt
+    return node.step.thought and ctx.thinking.close not in node.step.text
+
+
+# inside a thought a step goes on through further paragraphs until it has this many
+# characters: half the cap of a whole thought's segmentation, so that its steps are alike
+THOUGHT_STEP_CHARS = DEFAULT_SEGMENTATION.max_step_chars // 2
+
+
+async def _merge_thought_paragraphs(ctx: SearchContext, by_prefix, continuations_of,
+                                    depth: int, max_tokens: int) -> None:
+    """A reasoning policy thinks in short paragraphs; one paragraph a step would give a long
+    thought thousands of steps. A step stopped at a paragraph break inside the thought is
+    continued (each continuation charged like any call) until it has ``THOUGHT_STEP_CHARS``
+    characters, its tokens run out, or the thought closes."""
+    delimiter = ctx.settings.delimiter
+
+    async def grow(prefix: str, parent: Node, continuation: Continuation) -> Continuation:
+        while (continuation.stop_string == delimiter
+               and len(continuation.text) < THOUGHT_STEP_CHARS
+               and continuation.generated_tokens < max_tokens
+               and step_in_thought(continuation.text, _inside_after(ctx, parent),
+                                   ctx.thinking) == (True, True)):
+            text = continuation.text + delimiter
+            [[more]] = await ctx.extend([prefix + text], 1, ctx.settings.step_stops,
+                                        max_tokens - continuation.generated_tokens,
+                                        seed_offset=depth - 1)
+            continuation = _joined(continuation, text, more)
+        return continuation
+
+    jobs = []
+    for prefix, plans in by_prefix.items():
+        taken = 0
+        for _, node, count in plans:
+            jobs += [(prefix, node, k) for k in range(taken, taken + count)]
+            taken += count
+    grown = await asyncio.gather(*(grow(prefix, node, continuations_of[prefix][k])
+                                   for prefix, node, k in jobs))
+    for (prefix, _, k), continuation in zip(jobs, grown, strict=True):
+        continuations_of[prefix][k] = continuation
+
+
+def _joined(first: Continuation, text: str, more: Continuation) -> Continuation:
+    """``first`` (whose text, delimiter added, is ``text``) continued by ``more``."""
+    logprobs = offsets = None
+    if None not in (first.token_logprobs, more.token_logprobs, first.token_offsets,
+                    more.token_offsets):
+        logprobs = first.token_logprobs + more.token_logprobs  # type: ignore[operator]
+        offsets = first.token_offsets + tuple(len(text) + o  # type: ignore[operator]
+                                              for o in more.token_offsets)  # type: ignore[union-attr]
+    return Continuation(text=text + more.text, finish_reason=more.finish_reason,
+                        prompt_tokens=first.prompt_tokens,
+                        cached_prompt_tokens=first.cached_prompt_tokens,
+                        generated_tokens=first.generated_tokens + more.generated_tokens,
+                        token_logprobs=logprobs, token_offsets=offsets,
+                        stop_string=more.stop_string)
 
 
 async def grouped_beam_search(
