@@ -5,9 +5,9 @@ which difficulty and budget.
 1. Runs (``ttscale run``, resumable): per problem set (each ladder level of ``--levels``,
    ``--per-level`` problems of the test split; ``--gsm8k`` problems of GSM8K test), the
    methods that use no scorer once (``--prm none``), and the methods that do once per scorer
-   of ``--scorers`` (``self``: the policy's confidence, step aggregation last; ``arith`` and
-   ``grounded``: the model-free checkers, step aggregation min), every method at every budget
-   of ``--n``.
+   of ``--scorers`` (``grounded``, the shipped verifier, first; ``self``: the policy's
+   confidence, step aggregation last; ``arith`` and ``grounded``: the model-free checkers,
+   step aggregation min), every method at every budget of ``--n``.
 2. Tables from the records: accuracy with a 95 % bootstrap interval over problems, mean FLOPs,
    generated tokens, seconds and solutions drawn per problem; per problem set and budget the
    most accurate method (ties: the cheaper), i.e. the compute-optimal choice at that
@@ -23,7 +23,7 @@ that is missing is unpacked from there and resumed, so the study can be stopped 
 (``--tables-only`` then tables and archives what is done) and finished later, elsewhere.
 
 Usage: python benchmarks/methods.py [--run-dir runs/bench-methods] [--levels 1,2,3]
-       [--per-level 100] [--gsm8k 100] [--n 4,16] [--scorers self,arith,grounded]
+       [--per-level 100] [--gsm8k 100] [--n 4,16] [--scorers grounded,self,arith]
        [--methods greedy,majority,...] [--parallel 4] [--threads N] [--tables-only]
 """
 
@@ -189,6 +189,11 @@ def markdown(rows: list[dict], ratios: list[dict], best: list[dict], setup: dict
              f"N = {', '.join(map(str, setup['n']))}. Accuracy in %, 95 % bootstrap interval "
              "over problems; FLOPs, tokens, seconds and solutions drawn are means per problem.",
              ""]
+    if setup.get("in_progress") or setup.get("not_begun"):
+        lines += ["**The study is not finished** (`python benchmarks/methods.py` resumes it from "
+                  "the archived records): " + "; ".join(
+                      [f"{run}: {count}" for run, count in setup["in_progress"].items()]
+                      + [f"{run}: not begun" for run in setup["not_begun"]]) + ".", ""]
     for set_name in dict.fromkeys(r["problems"] for r in rows):
         lines += [f"## {set_name}", "",
                   "| method | scorer | N | problems | accuracy | FLOPs | tokens | seconds | "
@@ -230,7 +235,7 @@ def main() -> None:
     parser.add_argument("--gsm8k", type=int, default=100)
     parser.add_argument("--n", type=lambda s: [int(v) for v in s.split(",")], default=[4, 16])
     parser.add_argument("--scorers", type=lambda s: s.split(","),
-                        default=["self", "arith", "grounded"])
+                        default=["grounded", "self", "arith"])
     parser.add_argument("--methods", type=lambda s: s.split(","),
                         default=[m for m, spec in METHODS.items() if not spec.chooses])
     parser.add_argument("--parallel", type=int, default=4)
@@ -252,9 +257,19 @@ def main() -> None:
     rows.sort(key=lambda r: (r["problems"], r["n"], list(METHODS).index(r["method"]),
                              r["scorer"]))
     ratios, best = adaptive_ratios(table), compute_optimal(rows)
+    planned = {name: args.per_level if name.startswith("ladder") else args.gsm8k
+               for name in problem_sets(args.levels, args.per_level, args.gsm8k)}
+    done = {(set_name, scorer): len({r["problem_id"] for r in
+                                     read_records(folder / "records.jsonl").records})
+            for set_name, scorer, folder in runs}
     setup = {"machine": f"{platform.machine()}, {platform.processor() or 'cpu'}",
              "settings": STEP_SETTINGS, "n": args.n, "scorers": args.scorers,
-             "runs": [str(folder) for _, _, folder in runs]}
+             "runs": [str(folder) for _, _, folder in runs],
+             # runs still short of their problems (the study resumes them), and runs not begun
+             "in_progress": {f"{s} / {c}": f"{n} of {planned[s]} problems"
+                             for (s, c), n in done.items() if n < planned[s]},
+             "not_begun": [f"{s} / {c}" for s in planned for c in ["none", *args.scorers]
+                           if (s, c) not in done]}
     args.results.mkdir(parents=True, exist_ok=True)
     (args.results / "methods.json").write_text(json.dumps(
         {"setup": setup, "rows": rows, "adaptive": ratios, "compute_optimal": best},
