@@ -37,6 +37,22 @@ class Continuation:
     def computed_prompt_tokens(self) -> int:
         return self.prompt_tokens - self.cached_prompt_tokens
 
+    def then(self, more: Continuation) -> Continuation:
+        """This continuation followed by ``more`` (drawn after its text): one text, the
+        tokens of both, ``more``'s ending; log-probs and offsets only where both have them."""
+        logprobs = offsets = None
+        if None not in (self.token_logprobs, more.token_logprobs, self.token_offsets,
+                        more.token_offsets):
+            logprobs = self.token_logprobs + more.token_logprobs  # type: ignore[operator]
+            offsets = self.token_offsets + tuple(  # type: ignore[operator]
+                len(self.text) + o for o in more.token_offsets)  # type: ignore[union-attr]
+        return Continuation(text=self.text + more.text, finish_reason=more.finish_reason,
+                            prompt_tokens=self.prompt_tokens,
+                            cached_prompt_tokens=self.cached_prompt_tokens,
+                            generated_tokens=self.generated_tokens + more.generated_tokens,
+                            token_logprobs=logprobs, token_offsets=offsets,
+                            stop_string=more.stop_string)
+
 
 @dataclass(frozen=True)
 class ModelInfo:

@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 from collections import defaultdict
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from ttscale.engines.base import Continuation
 from ttscale.errors import ConfigError
@@ -202,11 +202,12 @@ async def _merge_thought_paragraphs(ctx: SearchContext, by_prefix, continuations
                and continuation.generated_tokens < max_tokens
                and step_in_thought(continuation.text, _inside_after(ctx, parent),
                                    ctx.thinking) == (True, True)):
-            text = continuation.text + delimiter
-            [[more]] = await ctx.extend([prefix + text], 1, ctx.settings.step_stops,
+            continuation = replace(continuation, text=continuation.text + delimiter)
+            [[more]] = await ctx.extend([prefix + continuation.text], 1,
+                                        ctx.settings.step_stops,
                                         max_tokens - continuation.generated_tokens,
                                         seed_offset=depth - 1)
-            continuation = _joined(continuation, text, more)
+            continuation = continuation.then(more)
         return continuation
 
     jobs = []
@@ -219,22 +220,6 @@ async def _merge_thought_paragraphs(ctx: SearchContext, by_prefix, continuations
                                    for prefix, node, k in jobs))
     for (prefix, _, k), continuation in zip(jobs, grown, strict=True):
         continuations_of[prefix][k] = continuation
-
-
-def _joined(first: Continuation, text: str, more: Continuation) -> Continuation:
-    """``first`` (whose text, delimiter added, is ``text``) continued by ``more``."""
-    logprobs = offsets = None
-    if None not in (first.token_logprobs, more.token_logprobs, first.token_offsets,
-                    more.token_offsets):
-        logprobs = first.token_logprobs + more.token_logprobs  # type: ignore[operator]
-        offsets = first.token_offsets + tuple(len(text) + o  # type: ignore[operator]
-                                              for o in more.token_offsets)  # type: ignore[union-attr]
-    return Continuation(text=text + more.text, finish_reason=more.finish_reason,
-                        prompt_tokens=first.prompt_tokens,
-                        cached_prompt_tokens=first.cached_prompt_tokens,
-                        generated_tokens=first.generated_tokens + more.generated_tokens,
-                        token_logprobs=logprobs, token_offsets=offsets,
-                        stop_string=more.stop_string)
 
 
 async def grouped_beam_search(

@@ -20,7 +20,7 @@ same tokens as one uninterrupted call).
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from ttscale.compute import TokenCount
 from ttscale.engines.base import Continuation
@@ -36,49 +36,44 @@ PROBE_STOPS = ("\\]", "\n")  # the end of the display the probe opened
 
 @dataclass
 class _Trace:
-    """One sample's text so far, pieced from several calls."""
+    """One sample so far: its calls' continuations joined, with what ttscale wrote between
+    them (a closed thought, the probed answer)."""
 
     sample: int
-    text: str = ""
-    generated: int = 0
-    logprobs: list[float] = field(default_factory=list)
-    offsets: list[int] = field(default_factory=list)
-    has_logprobs: bool = True
-    tokens: TokenCount = TokenCount(0, 0, 0)
-    prompt_tokens: int = 0
-    finish: str = "length"
+    so_far: Continuation | None = None
+    tokens: TokenCount = TokenCount(0, 0, 0)  # every call of the sample, probes included
     thought_tokens: int = 0
     end: str | None = None  # closed | budget | early_exit; None while open (or never closed)
     probes: list[str | None] = field(default_factory=list)  # each probe's answer, normalized
     probe_tokens: int = 0
     last_probe: str | None = None  # the last probe's answer as the model wrote it
 
+    @property
+    def text(self) -> str:
+        return self.so_far.text if self.so_far is not None else ""
+
+    @property
+    def generated(self) -> int:
+        return self.so_far.generated_tokens if self.so_far is not None else 0
+
     def append(self, continuation: Continuation) -> None:
-        offset = len(self.text)
-        self.text += continuation.text
-        self.generated += continuation.generated_tokens
-        self.finish = continuation.finish_reason
-        if continuation.token_logprobs is None or continuation.token_offsets is None:
-            self.has_logprobs = False
-        else:
-            self.logprobs += continuation.token_logprobs
-            self.offsets += [offset + o for o in continuation.token_offsets]
+        self.so_far = continuation if self.so_far is None else self.so_far.then(continuation)
         self.charge(continuation)
+
+    def write(self, text: str, finish: str | None = None) -> None:
+        """Text ttscale adds to the solution (no tokens generated); ``finish`` ends it."""
+        assert self.so_far is not None
+        self.so_far = replace(self.so_far, text=self.so_far.text + text,
+                              finish_reason=finish or self.so_far.finish_reason)
 
     def charge(self, continuation: Continuation) -> None:
         self.tokens = self.tokens + TokenCount(continuation.prompt_tokens,
                                                continuation.cached_prompt_tokens,
                                                continuation.generated_tokens)
-        if not self.prompt_tokens:
-            self.prompt_tokens = continuation.prompt_tokens
 
     def continuation(self) -> Continuation:
-        return Continuation(
-            text=self.text, finish_reason=self.finish,  # type: ignore[arg-type]
-            prompt_tokens=self.prompt_tokens, cached_prompt_tokens=0,
-            generated_tokens=self.generated,
-            token_logprobs=tuple(self.logprobs) if self.has_logprobs else None,
-            token_offsets=tuple(self.offsets) if self.has_logprobs else None)
+        assert self.so_far is not None  # every trace makes at least one call
+        return self.so_far
 
     def outcome(self) -> dict:
         """What the record keeps of how the thought ended."""
@@ -117,17 +112,17 @@ async def _think_and_answer(ctx: SearchContext, fmt: ThinkingFormat, trace: _Tra
         trace.append(piece)
         trace.thought_tokens += piece.generated_tokens
         if piece.stop_string == fmt.close:  # the model closed its thought itself
-            trace.text += fmt.close
+            trace.write(fmt.close)
             trace.end = "closed"
         elif piece.finish_reason != "length":
             return  # it ended without closing the thought (eos or an end stop): no answer
         elif settings.probe_every and await _answer_settled(ctx, trace):
             trace.end = "early_exit"
-            trace.text += f"\n{fmt.close}\n\n**Final Answer**\n\\boxed{{{trace.last_probe}}}"
-            trace.finish = "stop"
+            trace.write(f"\n{fmt.close}\n\n**Final Answer**\n\\boxed{{{trace.last_probe}}}",
+                        finish="stop")
             return
         elif trace.thought_tokens >= budget:
-            trace.text += f"\n{fmt.close}\n\n"
+            trace.write(f"\n{fmt.close}\n\n")
             trace.end = "budget"
     room = settings.max_solution_tokens - trace.generated
     if room > 0:
