@@ -114,3 +114,4 @@ def test_thinking_budgets_need_a_policy_that_thinks_and_positive_budgets(tmp_pat
     with pytest.raises(ConfigError, match="measures a policy that thinks"):
         asyncio.run(run_half(config, "calibration", ids, ScriptedPolicy(overthinker), None,
                              PromptFormat(), tmp_path / "study"))
+    assert not (tmp_path / "study" / "runs").exists()  # refused before any run

@@ -153,6 +153,14 @@ def test_a_budget_needs_a_policy_that_thinks_and_room_to_answer():
         SearchSettings(thinking_budget=4096, max_solution_tokens=4096)
     with pytest.raises(ConfigError, match="probe_agreement"):
         SearchSettings(probe_agreement=1)
+    # a run, ttscale.solve and the server refuse it when they apply the prompt's settings,
+    # before any problem is searched
+    from ttscale.prompts import PromptFormat
+
+    with pytest.raises(ConfigError, match="needs a policy that thinks"):
+        PromptFormat().apply(SearchSettings(probe_every=16))
+    assert PromptFormat(thinking="on").apply(SearchSettings(thinking_budget=10)
+                                             ).thinking_budget == 10
 
 
 def test_without_a_budget_nothing_changes():

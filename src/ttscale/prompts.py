@@ -42,6 +42,8 @@ from ttscale.steps import DEFAULT_STEP_DELIMITER
 from ttscale.thoughts import THINK_TAGS, ThinkingFormat
 
 PROMPT_FORMATS = ("fewshot", "chat", "messages")
+NEEDS_A_THOUGHT = ("a thinking budget or early exit needs a policy that thinks: this prompt "
+                   "expects no thought (use a reasoning model's chat template, or --thinking on)")
 MESSAGES_MARK = "\x00ttscale-messages\x00"  # starts a prefix that holds chat messages
 THINKING_MODES = ("auto", "on", "off")
 # shipped templates (the tool-free cores of the families' own), for servers that do not hand
@@ -105,7 +107,11 @@ class PromptFormat:
 
     def apply(self, settings: SearchSettings) -> SearchSettings:
         """Settings with this format's solution-ending stops, and its step delimiter unless the
-        user chose one."""
+        user chose one. A thinking budget or early exit for a prompt that expects no thought is
+        refused here, where a run, ``ttscale.solve`` and the server all pass before they load
+        a problem."""
+        if settings.thinks_in_chunks and self.thinking_format is None:
+            raise ConfigError(NEEDS_A_THOUGHT)
         return replace(settings, end_stops=self.end_stops,
                        step_delimiter=settings.step_delimiter or self.step_delimiter)
 

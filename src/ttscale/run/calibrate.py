@@ -80,7 +80,7 @@ class StudyConfig:
                               f"{list(self.thinking_budgets)}")
         self.run_config()  # checks methods, budgets and widths
         for budget in self.thinking_budgets:
-            self.budgeted_config((), budget)  # and that each budget leaves room to answer
+            self.run_config(thinking_budget=budget)  # and that each leaves room to answer
 
     def budgets_for(self, method: str) -> tuple[int, ...]:
         budgets = dict(self.method_budgets).get(method, self.budgets)
@@ -88,30 +88,25 @@ class StudyConfig:
             budgets = (*budgets, self.probe_size)
         return tuple(sorted(set(budgets)))
 
-    def run_config(self, ids: Sequence[str] | None = None) -> RunConfig:
+    def run_config(self, ids: Sequence[str] | None = None,
+                   thinking_budget: int | None = None) -> RunConfig:
+        """Every method × budget; with ``thinking_budget``, the whole-solution methods (those
+        answered from a pool of samples) again, their thoughts under it: tree searches grow
+        step by step and take none."""
         unknown = [m for m, _ in self.method_budgets if m not in self.methods]
         if unknown:
             raise ConfigError(f"budgets were given for {', '.join(unknown)}, which is not "
                               "among --methods")
+        methods, settings = self.methods, self.settings
+        if thinking_budget is not None:
+            methods = tuple(m for m in methods if METHODS[m].pooled)
+            settings = replace(settings, thinking_budget=thinking_budget)
         selection = (DatasetSelection(self.dataset.name, ids=tuple(ids)) if ids is not None
                      else self.dataset)
-        return RunConfig(dataset=selection, methods=self.methods,
-                         budgets=tuple(sorted({n for m in self.methods
-                                               for n in self.budgets_for(m)})),
-                         method_budgets=tuple((m, self.budgets_for(m)) for m in self.methods),
-                         scorer=self.scorer, settings=self.settings)
-
-    def budgeted_config(self, ids: Sequence[str] | None, thinking_budget: int) -> RunConfig:
-        """The whole-solution methods (those answered from a pool of samples) again, their
-        thoughts under ``thinking_budget``: tree searches grow step by step and take none."""
-        pooled = tuple(m for m in self.methods if METHODS[m].pooled)
-        selection = (DatasetSelection(self.dataset.name, ids=tuple(ids)) if ids is not None
-                     else self.dataset)
-        return RunConfig(dataset=selection, methods=pooled,
-                         budgets=tuple(sorted({n for m in pooled for n in self.budgets_for(m)})),
-                         method_budgets=tuple((m, self.budgets_for(m)) for m in pooled),
-                         scorer=self.scorer,
-                         settings=replace(self.settings, thinking_budget=thinking_budget))
+        return RunConfig(dataset=selection, methods=methods,
+                         budgets=tuple(sorted({n for m in methods for n in self.budgets_for(m)})),
+                         method_budgets=tuple((m, self.budgets_for(m)) for m in methods),
+                         scorer=self.scorer, settings=settings)
 
     def difficulty_config(self, ids: Sequence[str]) -> RunConfig:
         settings = replace(self.settings, seed=self.settings.seed + DIFFICULTY_SEED_OFFSET)
@@ -158,14 +153,14 @@ async def run_half(config: StudyConfig, half: str, ids: Sequence[str], policy: P
     def hook(label: str):
         return None if progress is None else (lambda done, total: progress(label, done, total))
 
-    methods = await run(config.run_config(ids), policy, scorer, out / "runs" / half, prompt,
-                        on_problem_done=hook(f"{half}: methods"))
-    if config.thinking_budgets and prompt.thinking_format is None:
+    if config.thinking_budgets and prompt.thinking_format is None:  # before any run
         raise ConfigError("--thinking-budgets measures a policy that thinks: this prompt "
                           "expects no thought (use a reasoning model's chat template, or "
                           "--thinking on)")
+    methods = await run(config.run_config(ids), policy, scorer, out / "runs" / half, prompt,
+                        on_problem_done=hook(f"{half}: methods"))
     for budget in config.thinking_budgets:
-        await run(config.budgeted_config(ids, budget), policy, scorer,
+        await run(config.run_config(ids, budget), policy, scorer,
                   _budgeted_folder(out, half, budget), prompt,
                   on_problem_done=hook(f"{half}: thinking budget {budget}"))
     difficulty = await run(config.difficulty_config(ids), policy, None,

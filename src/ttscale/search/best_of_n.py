@@ -8,6 +8,7 @@ from dataclasses import replace
 
 from ttscale.compute import TokenCount
 from ttscale.errors import ConfigError
+from ttscale.prompts import NEEDS_A_THOUGHT
 from ttscale.search.context import SearchContext
 from ttscale.search.result import Candidate, SearchResult, candidate_from_leaf
 from ttscale.search.steps_from_text import split_continuation
@@ -24,10 +25,8 @@ async def sample_solutions(
     holding the first ``k`` solutions draws the next ones with ``first_sample=k``."""
     settings = ctx.settings
     if settings.thinks_in_chunks:
-        if ctx.thinking is None:
-            raise ConfigError("a thinking budget or early exit needs a policy that thinks: this "
-                              "prompt expects no thought (use a reasoning model's chat "
-                              "template, or --thinking on)")
+        if ctx.thinking is None:  # a context built by hand, past PromptFormat.apply
+            raise ConfigError(NEEDS_A_THOUGHT)
         samples = await sample_with_thinking_budget(ctx, ctx.thinking, n, temperature,
                                                     first_sample)
         drawn = [(s.continuation, s.tokens, s.thinking) for s in samples]
