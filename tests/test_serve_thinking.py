@@ -83,44 +83,54 @@ def test_a_stream_sends_the_thought_as_reasoning_deltas_before_the_content(clien
     assert content == whole.choices[0].message.content
 
 
-def test_the_chat_engine_records_the_servers_thought_and_reads_the_answer_after_it(
-        client, tmp_path):
-    """``--engine openai-chat`` against this server: the thought it returns in
-    reasoning_content lands in the record's thought steps, the answer in the answer part; a
-    thought the server reports unclosed (null content) stays open and answers nothing."""
+def chat_engine_run(client, tmp_path, max_tokens: int):
+    """A one-problem run of ``--engine openai-chat`` against this server, beside the server's
+    own answer to the same request: (its message, the run's record)."""
     import json
 
     from typer.testing import CliRunner
 
     from ttscale.cli.main import app
-    from ttscale.datasets import load_dataset
 
-    open_problem = load_dataset("ladder").problems[0]  # greedy never closes its thought here
-    problems = {"closes": PROBLEM, "stays-open": open_problem.problem}
-    dataset = tmp_path / "problems.jsonl"
-    dataset.write_text("".join(json.dumps({"id": key, "problem": text, "answer": "0"}) + "\n"
-                               for key, text in problems.items()))
-    direct = {key: client.chat.completions.create(
-        model=MODEL, messages=[{"role": "user", "content": text}], extra_body=GREEDY)
-        .choices[0].message for key, text in problems.items()}
-    assert direct["closes"].content and direct["stays-open"].content is None
+    folder = tmp_path / f"tokens-{max_tokens}"
+    folder.mkdir()
+    dataset = folder / "problems.jsonl"
+    dataset.write_text(json.dumps({"id": "p", "problem": PROBLEM, "answer": "21"}) + "\n")
+    direct = client.chat.completions.create(
+        model=MODEL, messages=[{"role": "user", "content": PROBLEM}], max_tokens=max_tokens,
+        extra_body=GREEDY).choices[0].message
     result = CliRunner().invoke(app, [
         "run", "--engine", "openai-chat", "--base-url", str(client.base_url).rstrip("/"),
         "--prompt", "messages", "--dataset", str(dataset), "--method", "majority", "--n", "2",
-        "--prm", "none", "--out", str(tmp_path / "run")])
+        "--prm", "none", "--max-solution-tokens", str(max_tokens), "--out", str(folder / "run")])
     assert result.exit_code == 0, result.output
-    records = {r["problem_id"]: r for r in map(json.loads, (tmp_path / "run" / "records.jsonl")
-                                               .read_text().splitlines())}
-    for key, record in records.items():
-        thought = "\n\n".join(n["text"] for n in record["tree"] if n.get("thought"))
-        reasoning = direct[key].model_extra["reasoning_content"]
-        assert thought.startswith("<think>") and reasoning in thought
-        for candidate in record["candidates"]:  # the server answers greedily: both agree
-            if key == "closes":
-                assert candidate["thought"]["answer_part"]
-                assert candidate["answer"] is not None
-                assert f"\\boxed{{{candidate['answer']}}}" in direct[key].content
-            else:
-                assert not candidate["thought"]["answer_part"]
-                assert candidate["answer"] is None and "</think>" not in thought
-        assert record["ledger"]["policy_tokens"]["generated"] > 0
+    [record] = map(json.loads, (folder / "run" / "records.jsonl").read_text().splitlines())
+    return direct, record
+
+
+def test_the_chat_engine_records_the_servers_thought_and_reads_the_answer_after_it(
+        client, tmp_path):
+    """``--engine openai-chat`` against this server: the thought it returns in
+    reasoning_content lands in the record's thought steps, the answer in the answer part."""
+    direct, record = chat_engine_run(client, tmp_path, 120)
+    assert direct.content  # the thought closed (as the text endpoint's test checks)
+    thought = "\n\n".join(n["text"] for n in record["tree"] if n.get("thought"))
+    assert thought.startswith("<think>") and direct.model_extra["reasoning_content"] in thought
+    for candidate in record["candidates"]:  # the server answers greedily: both agree
+        assert candidate["thought"]["answer_part"]
+        assert candidate["answer"] is not None
+        assert f"\\boxed{{{candidate['answer']}}}" in direct.content
+    assert record["ledger"]["policy_tokens"]["generated"] > 0
+
+
+def test_a_thought_the_server_reports_unclosed_stays_open_and_answers_nothing(client,
+                                                                               tmp_path):
+    """Eight tokens end the answer inside its thought: the server sends null content, as
+    vLLM's parsers do, and the record keeps the thought open (no ``</think>`` made up)."""
+    direct, record = chat_engine_run(client, tmp_path, 8)
+    assert direct.content is None and direct.model_extra["reasoning_content"]
+    thought = "\n\n".join(n["text"] for n in record["tree"] if n.get("thought"))
+    assert thought.startswith("<think>") and "</think>" not in thought
+    assert direct.model_extra["reasoning_content"] in thought
+    for candidate in record["candidates"]:
+        assert not candidate["thought"]["answer_part"] and candidate["answer"] is None
