@@ -70,12 +70,17 @@ def run_all(args, methods: Sequence[str]) -> list[tuple[str, str, Path]]:
     """(problem set, scorer, run folder) of every run, each run made or resumed."""
     unscored = [m for m in methods if not METHODS[m].uses_scorer]
     scored = [m for m in methods if METHODS[m].uses_scorer]
-    plan = ([("none", unscored)] if unscored else []) + [(s, scored) for s in args.scorers
-                                                         if scored]
+    # Breadth first: every problem set with the unscored methods and the first scorer, then
+    # each further scorer over every set, so a study stopped early still covers each level.
+    scorers = [(s, scored) for s in args.scorers if scored]
+    phases = [([("none", unscored)] if unscored else []) + scorers[:1],
+              *([one] for one in scorers[1:])]
     threads = ["--threads", str(args.threads)] if args.threads else []
     runs = []
-    for set_name, selection in problem_sets(args.levels, args.per_level, args.gsm8k).items():
-        for scorer, chosen in plan:
+    sets = problem_sets(args.levels, args.per_level, args.gsm8k)
+    for phase in phases:
+        for (set_name, selection), (scorer, chosen) in (
+                (item, run) for item in sets.items() for run in phase):
             out = args.run_dir / f"{set_name.replace(' ', '-')}-{scorer}"
             restore(out, args.archive)
             if args.tables_only:
@@ -87,6 +92,7 @@ def run_all(args, methods: Sequence[str]) -> list[tuple[str, str, Path]]:
                     "--step-agg", STEP_AGGREGATION.get(scorer, "last"), *STEP_SETTINGS,
                     "--parallel", str(args.parallel), "--out", str(out), *threads)
             runs.append((set_name, scorer, out))
+            archive_runs(runs[-1:], args.archive)  # a finished run survives a lost checkout
     return runs
 
 
