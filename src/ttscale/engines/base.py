@@ -6,11 +6,42 @@ sees only this protocol, never a backend."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+import math
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Literal, Protocol, runtime_checkable
 
+from ttscale.errors import EngineError
+
 FinishReason = Literal["stop", "eos", "length"]
+
+# The rule for log-probs that are not log-probabilities, applied to every continuation of every
+# engine: -inf (a token the engine calls impossible, e.g. one its top-p mask removed) reads as
+# LOGPROB_FLOOR, vLLM's own stand-in for it, so the trace's confidence is the lowest there is
+# rather than undefined; a value above 0 by no more than rounding in reduced precision reads as
+# 0; NaN, +inf and larger positive values are refused (EngineError naming the token), since any
+# number put in their place would be a confidence the model never gave.
+LOGPROB_FLOOR = -9999.0
+LOGPROB_ROUNDING = 1e-3
+
+
+def checked_logprobs(values: Iterable[float], source: str = "the engine") -> tuple[float, ...]:
+    """``values`` under the rule above; ``source`` names the engine in the error."""
+    checked = []
+    for position, value in enumerate(values):
+        value = float(value)
+        if value == -math.inf:
+            value = LOGPROB_FLOOR
+        elif 0.0 < value <= LOGPROB_ROUNDING:
+            value = 0.0
+        elif not value <= 0.0:  # NaN, +inf, or a positive number: no log-probability
+            raise EngineError(
+                f"{source} gave generated token {position} the log-prob {value}, which is no "
+                "log-probability (finite and <= 0; -inf is read as the floor "
+                f"{LOGPROB_FLOOR:g}): the engine or its server is faulty; check its logprobs "
+                "output, or use a scorer that needs no log-probs")
+        checked.append(max(value, LOGPROB_FLOOR))
+    return tuple(checked)
 
 
 @dataclass(frozen=True)
@@ -32,6 +63,10 @@ class Continuation:
     token_logprobs: tuple[float, ...] | None = None
     token_offsets: tuple[int, ...] | None = None
     stop_string: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.token_logprobs is not None:  # every engine's log-probs pass the one rule
+            object.__setattr__(self, "token_logprobs", checked_logprobs(self.token_logprobs))
 
     @property
     def computed_prompt_tokens(self) -> int:

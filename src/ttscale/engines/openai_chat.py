@@ -75,7 +75,7 @@ class OpenAIChatEngine(OpenAICompletionsEngine):
                 response = await client.chat.completions.create(**kwargs)
             except openai.APIError as exc:
                 raise translate_error(exc, self.base_url, self._model) from exc
-        return continuation_from_chat(response, stops)
+        return self._read(continuation_from_chat, response, stops)
 
     async def next_token_logprobs(self, prefixes: Sequence[str],
                                   candidates: Sequence[str]) -> list[NextTokenLogprobs]:

@@ -21,8 +21,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
 
 import openai
 from openai import AsyncOpenAI, OpenAI
@@ -38,10 +38,11 @@ from ttscale.engines.model_names import parameters_from_name
 from ttscale.engines.openai_errors import listing_error, translate_error
 from ttscale.engines.openai_responses import continuation_from_response, next_token_from_response
 from ttscale.engines.sampling import sample_seed
-from ttscale.errors import ConfigError, ModelLoadError
-from ttscale.http_client import extra_fields, resolve_api_key
+from ttscale.errors import ConfigError, EngineError, ModelLoadError
+from ttscale.http_client import extra_fields, one_line, resolve_api_key
 
 logger = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 def check_server(base_url: str, api_key: str | None = None, timeout: float = 5) -> list[str]:
@@ -310,7 +311,8 @@ class OpenAICompletionsEngine:
                                   "seed": seed, "logprobs": 1}
         if stops:
             kwargs["stop"] = stops
-        return continuation_from_response(await self._complete(client, kwargs), stops)
+        return self._read(continuation_from_response, await self._complete(client, kwargs),
+                          stops)
 
     # ------------------------------------------------------------------ next-token scoring
 
@@ -339,7 +341,17 @@ class OpenAICompletionsEngine:
         assert self._semaphore is not None and self._model is not None
         kwargs: dict[str, Any] = {"model": self._model, "prompt": prefix, "max_tokens": 1,
                                   "temperature": 0.0, "n": 1, "logprobs": self.top_logprobs}
-        return next_token_from_response(await self._complete(client, kwargs), candidates)
+        return self._read(next_token_from_response, await self._complete(client, kwargs),
+                          candidates)
+
+    def _read(self, read: Callable[..., T], response: Any, *args: Any) -> T:
+        """``read(response, *args)``, its complaints about the answer (no choices, log-probs
+        that are none, a field of the wrong type) naming the server that gave it."""
+        try:
+            return read(response, *args)
+        except (EngineError, ValueError, TypeError, AttributeError) as exc:
+            raise EngineError(f"{self.base_url} (model {self._model}) gave an answer that "
+                              f"cannot be used: {one_line(exc)}") from exc
 
     async def _complete(self, client: AsyncOpenAI, kwargs: dict[str, Any]) -> Any:
         """One /v1/completions request within the concurrency limit, errors translated."""

@@ -29,7 +29,7 @@ from ttscale.engines import EngineSpec
 from ttscale.engines.base import Continuation, FinishReason, ModelInfo, ThreadedEngine
 from ttscale.engines.model_names import parameters_from_name
 from ttscale.engines.sampling import sample_seed
-from ttscale.errors import ConfigError, ModelLoadError
+from ttscale.errors import ConfigError, EngineError, ModelLoadError
 
 
 @dataclass(frozen=True)
@@ -99,7 +99,11 @@ def _sampled_logprobs(listing: Any, token_ids: list[int], text: str
         piece = getattr(chosen, "decoded_token", None) or ""
         if position >= len(text):
             break  # the stop string's tokens, or the end-of-sequence token
-        values.append(float(chosen.logprob) if chosen is not None else float("nan"))
+        if chosen is None:
+            raise EngineError(f"vLLM returned no log-prob for generated token {len(values)} "
+                              f"(id {token_id}), which it lists with logprobs=0: this vLLM "
+                              "build is faulty")
+        values.append(float(chosen.logprob))
         offsets.append(min(position, len(text)))
         position += len(piece)
     return tuple(values), tuple(offsets)

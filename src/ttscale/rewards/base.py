@@ -47,7 +47,10 @@ def check_scores(batch: ScoreBatch, solutions: Sequence[Sequence[Step]], name: s
         if len(scores) != len(steps):
             raise ValueError(f"scorer {name} returned {len(scores)} scores for solution {i} "
                              f"with {len(steps)} steps")
-        for value in scores:
+        for k, value in enumerate(scores):
+            # NaN fails this test too: a score that is no number is refused, never read as 0
             if not 0.0 <= value <= 1.0:
-                raise ValueError(f"scorer {name} returned score {value} outside [0, 1]")
+                raise ValueError(f"scorer {name} returned score {value!r} for step {k} of "
+                                 f"solution {i}: scores must be numbers in [0, 1]; the scorer's "
+                                 "model or server is faulty (check its output for this step)")
     return batch
