@@ -94,3 +94,28 @@ def serving_in_thread(app, *, startup_s: float = STARTUP_S) -> Iterator[str]:
         server.should_exit = True
         thread.join()
         sock.close()
+
+
+@contextlib.contextmanager
+def embedded_llama_server(log_dir: Path, n_ctx: int = 4096) -> Iterator[str]:
+    """llama-cpp-python's OpenAI-compatible server on the embedded model, in its own process;
+    yields its base URL (ending in /v1). Skips where the server or the model is missing."""
+    import sys
+
+    import pytest
+
+    from ttscale.engines.embedded import embedded_model_path
+    from ttscale.errors import ModelLoadError
+
+    pytest.importorskip("llama_cpp.server", reason="needs llama-cpp-python[server]")
+    try:
+        model_path = embedded_model_path()
+    except ModelLoadError as exc:
+        pytest.skip(str(exc))
+    port = free_port()
+    base_url = f"http://127.0.0.1:{port}/v1"
+    command = [sys.executable, "-m", "llama_cpp.server", "--model", str(model_path),
+               "--host", "127.0.0.1", "--port", str(port), "--n_ctx", str(n_ctx),
+               "--n_threads", "2"]
+    with running_server(command, f"{base_url}/models", log_dir / "llama_server.log"):
+        yield base_url

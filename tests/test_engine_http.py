@@ -28,7 +28,7 @@ from pathlib import Path
 import pytest
 
 from policy_contract import check_first_sample_picks_the_later_samples
-from server_process import free_port, running_server
+from server_process import embedded_llama_server, free_port
 from ttscale.engines.base import Continuation, Policy
 from ttscale.engines.model_names import parameters_from_name
 from ttscale.engines.openai_errors import translate_error
@@ -53,20 +53,7 @@ RUN_LIMIT_S = 1800  # a whole `ttscale run` through the server
 @pytest.fixture(scope="module")
 def server_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """Base URL (ending in /v1) of a llama-cpp-python server on the embedded model."""
-    pytest.importorskip("llama_cpp.server", reason="needs llama-cpp-python[server]")
-    from ttscale.engines.embedded import embedded_model_path
-
-    try:
-        model_path = embedded_model_path()
-    except ModelLoadError as exc:
-        pytest.skip(str(exc))
-    port = free_port()
-    base_url = f"http://127.0.0.1:{port}/v1"
-    command = [sys.executable, "-m", "llama_cpp.server", "--model", str(model_path),
-               "--host", "127.0.0.1", "--port", str(port), "--n_ctx", "4096",
-               "--n_threads", "2"]
-    log = tmp_path_factory.mktemp("llama_server") / "server.log"
-    with running_server(command, f"{base_url}/models", log):
+    with embedded_llama_server(tmp_path_factory.mktemp("llama_server")) as base_url:
         # The first decode after start-up can be slow on a busy machine; pay it here, once.
         check = OpenAICompletionsEngine(base_url, timeout=REQUEST_LIMIT_S, max_retries=0)
         _extend(check, ["Hi"], n=1, max_tokens=1, temperature=0.0)

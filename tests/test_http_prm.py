@@ -347,7 +347,7 @@ MALFORMED = [
     ("http-400", ContextLengthError, "does not fit the context .*HTTP 400: This model's max"),
     ("http-404", ModelLoadError, "HTTP 404 .*Not Found; it must serve the pooling API"),
     ("http-422", EngineError, "refused the request \\(HTTP 422\\): bad field"),
-    ("http-500", RetryableEngineError, "kept failing \\(HTTP 500, after retries\\): CUDA out"),
+    ("http-500", RetryableEngineError, "kept failing \\(HTTP 500, after 0 retries\\): CUDA out"),
 ]
 
 

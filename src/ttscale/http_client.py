@@ -4,13 +4,23 @@ prompt was too long) so that each failure can be told to the user in one line.""
 
 from __future__ import annotations
 
+import asyncio
+import json
+import logging
+import math
 import os
+import random
 import re
 import socket
-from typing import TYPE_CHECKING, Any
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, TypeVar
 
 if TYPE_CHECKING:  # only for annotations: importing the floor should not load the client
     import openai
+
+logger = logging.getLogger(__name__)
+T = TypeVar("T")
 
 API_KEY_ENV_VARS = ("TTSCALE_API_KEY", "OPENAI_API_KEY")
 DEFAULT_API_KEY = "EMPTY"
@@ -101,3 +111,97 @@ def extra_fields(obj: Any) -> dict[str, Any]:
     own additions, such as vLLM's ``stop_reason`` or ``max_model_len``)."""
     extra = getattr(obj, "model_extra", None)
     return dict(extra) if isinstance(extra, dict) else {}
+
+
+# -- retries -------------------------------------------------------------------------------------
+# The retry rule of every ttscale client of a server (policy, PRM): as the ``openai`` client's
+# own (which ttscale turns off), plus a deadline on each attempt as a whole. A server that
+# drips its answer a few bytes at a time never trips the per-read timeout of the HTTP library;
+# the deadline bounds it.
+RETRY_STATUSES = frozenset({408, 409, 429})
+FIRST_BACKOFF_S = 0.5
+MAX_BACKOFF_S = 8.0
+MAX_RETRY_AFTER_S = 60.0  # a server asking for a longer wait is not waited for
+
+
+class AttemptTimeoutError(TimeoutError):
+    """One attempt got no complete answer within its deadline."""
+
+
+@dataclass(frozen=True)
+class RetryRule:
+    retries: int  # attempts after the first
+    deadline: float  # seconds for one attempt, from sending the request to its last byte
+
+    def backoff(self, retry: int, exc: BaseException) -> float:
+        """Seconds to wait before retry number ``retry`` (0-based): the server's Retry-After
+        where it gives one, else exponential backoff with up to 25 % jitter."""
+        after = retry_after(exc)
+        if after is not None:
+            return after
+        return min(FIRST_BACKOFF_S * 2.0**retry, MAX_BACKOFF_S) * (1 - 0.25 * random.random())
+
+
+def retry_after(exc: BaseException) -> float | None:
+    """The Retry-After (or retry-after-ms) of an HTTP error answer, in seconds, when it asks
+    for a wait of at most ``MAX_RETRY_AFTER_S``."""
+    response = getattr(exc, "response", None)
+    headers = getattr(response, "headers", None)
+    if headers is None:
+        return None
+    try:
+        if headers.get("retry-after-ms") is not None:
+            seconds = float(headers["retry-after-ms"]) / 1000
+        elif headers.get("retry-after") is not None:
+            seconds = float(headers["retry-after"])
+        else:
+            return None
+    except (TypeError, ValueError):
+        return None  # an HTTP date, or garbage: the usual backoff
+    return seconds if math.isfinite(seconds) and 0 <= seconds <= MAX_RETRY_AFTER_S else None
+
+
+def is_retryable(exc: BaseException) -> bool:
+    """Worth another attempt: no answer in time, a connection refused or broken, an answer
+    that is not JSON (cut off on the way), or HTTP 408/409/429/5xx unless the server says not
+    to retry (``x-should-retry: false``, or a Retry-After longer than we wait)."""
+    if isinstance(exc, AttemptTimeoutError | json.JSONDecodeError):
+        return True
+    status = getattr(exc, "status_code", None)
+    if isinstance(status, int):
+        headers = getattr(getattr(exc, "response", None), "headers", None) or {}
+        if headers.get("x-should-retry") in ("true", "false"):
+            return headers["x-should-retry"] == "true"
+        if headers.get("retry-after") is not None and retry_after(exc) is None:
+            try:
+                float(headers["retry-after"])
+                return False  # asks for a wait longer than MAX_RETRY_AFTER_S
+            except ValueError:
+                pass
+        return status in RETRY_STATUSES or status >= 500
+    # the client's connection and timeout errors (openai.APIConnectionError and its
+    # subclass APITimeoutError), and an answer it could not parse
+    return type(exc).__name__ in ("APIConnectionError", "APITimeoutError",
+                                  "APIResponseValidationError")
+
+
+async def with_retries(attempt: Callable[[], Awaitable[T]], rule: RetryRule,
+                       sleep: Callable[[float], Awaitable[None]] = asyncio.sleep) -> T:
+    """``await attempt()`` under ``rule``: each try within its deadline, retryable failures
+    tried again after a backoff; the last failure is raised as it is (``AttemptTimeoutError`` for a
+    deadline) for the caller to word."""
+    for retry in range(rule.retries + 1):
+        try:
+            try:
+                async with asyncio.timeout(rule.deadline):
+                    return await attempt()
+            except TimeoutError as exc:
+                raise AttemptTimeoutError(f"no complete answer within {rule.deadline:g}s") from exc
+        except Exception as exc:
+            if retry == rule.retries or not is_retryable(exc):
+                raise
+            delay = rule.backoff(retry, exc)
+            logger.info("attempt %d failed (%s); retrying in %.1fs", retry + 1,
+                        one_line(cause_text(exc)), delay)
+            await sleep(delay)
+    raise AssertionError("unreachable")  # pragma: no cover

@@ -17,6 +17,9 @@ from ttscale.errors import RunStateError
 logger = logging.getLogger(__name__)
 
 RECORDS_FILE = "records.jsonl"
+# one line per problem that failed (engine or scorer errors): what failed is on disk, apart
+# from the records, and a rerun tries those problems again
+FAILURES_FILE = "failures.jsonl"
 MANIFEST_FILE = "manifest.json"
 
 

@@ -21,10 +21,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-import openai
-
 from ttscale.engines.base import Continuation, ModelInfo, NextTokenLogprobs
-from ttscale.engines.openai_errors import translate_error
 from ttscale.engines.openai_http import OpenAICompletionsEngine
 from ttscale.errors import ConfigError, EngineError
 from ttscale.http_client import extra_fields
@@ -71,10 +68,7 @@ class OpenAIChatEngine(OpenAICompletionsEngine):
         if extra:
             kwargs["extra_body"] = extra
         async with self._semaphore:
-            try:
-                response = await client.chat.completions.create(**kwargs)
-            except openai.APIError as exc:
-                raise translate_error(exc, self.base_url, self._model) from exc
+            response = await self._with_retries(lambda: client.chat.completions.create(**kwargs))
         return self._read(continuation_from_chat, response, stops)
 
     async def next_token_logprobs(self, prefixes: Sequence[str],

@@ -3,6 +3,8 @@ each saying what went wrong and what to do (start the server, fix --base-url, ..
 
 from __future__ import annotations
 
+import json
+
 import openai
 
 from ttscale.errors import (
@@ -14,6 +16,7 @@ from ttscale.errors import (
 from ttscale.http_client import (
     API_KEY_ENV_VARS,
     CONTEXT_PATTERN,
+    AttemptTimeoutError,
     cause_text,
     is_connect_failure,
     one_line,
@@ -29,30 +32,38 @@ def unreachable_message(base_url: str, reason: object, model: str | None = None)
     )
 
 
-def translate_error(exc: Exception, base_url: str, model: str | None) -> Exception:
-    """Map an ``openai`` client exception (raised after its own retries) to a ttscale error."""
+def translate_error(exc: Exception, base_url: str, model: str | None,
+                    retries: int | None = None) -> Exception:
+    """Map what a request to the server raised (after ``retries`` retries) to a ttscale
+    error: one line naming the server and the cause."""
+    after = "after retries" if retries is None else f"after {retries} retries"
     if isinstance(exc, openai.APIConnectionError) and is_connect_failure(exc):
         # Could not open a connection at all (refused, unknown host, connect timeout): the
         # server is not there, and retrying inside a search will not bring it back.
-        return ModelLoadError(unreachable_message(base_url, cause_text(exc), model))
-    if isinstance(exc, openai.APITimeoutError):
+        return ModelLoadError(unreachable_message(base_url, f"{cause_text(exc)} ({after})",
+                                                  model))
+    if isinstance(exc, openai.APITimeoutError | AttemptTimeoutError):
         return RetryableEngineError(
-            f"request to {base_url} timed out (after retries); the server may be overloaded: "
-            "lower --concurrency or raise the timeout"
+            f"request to {base_url} timed out ({one_line(exc)}, {after}); the server may be "
+            "overloaded or stuck: lower --concurrency or raise the timeout"
         )
     if isinstance(exc, openai.APIConnectionError):
         return RetryableEngineError(
-            f"connection to {base_url} failed mid-request (after retries): "
+            f"connection to {base_url} failed mid-request ({after}): "
             f"{one_line(cause_text(exc))}"
         )
+    if isinstance(exc, json.JSONDecodeError):
+        return RetryableEngineError(f"the server at {base_url} answered with a body that is "
+                                    f"not JSON ({after}): {one_line(exc)}")
     if isinstance(exc, openai.APIStatusError):
-        return _status_error(exc, base_url, model)
+        return _status_error(exc, base_url, model, after)
     if isinstance(exc, openai.APIError):
         return EngineError(f"bad answer from the server at {base_url}: {one_line(exc)}")
     return exc
 
 
-def _status_error(exc: openai.APIStatusError, base_url: str, model: str | None) -> Exception:
+def _status_error(exc: openai.APIStatusError, base_url: str, model: str | None,
+                  after: str = "after retries") -> Exception:
     """The error for an HTTP error answer, by what the status and the message say."""
     status = exc.status_code
     message = status_message(exc)
@@ -75,7 +86,7 @@ def _status_error(exc: openai.APIStatusError, base_url: str, model: str | None) 
         )
     if status in (408, 409, 429) or status >= 500:
         return RetryableEngineError(
-            f"the server at {base_url} kept failing (HTTP {status}, after retries): {message}"
+            f"the server at {base_url} kept failing (HTTP {status}, {after}): {message}"
         )
     return EngineError(
         f"the server at {base_url} refused the request (HTTP {status}): {message}"

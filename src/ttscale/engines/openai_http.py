@@ -20,8 +20,9 @@ top ``top_logprobs`` gets ``-inf``.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 
 import openai
@@ -39,7 +40,14 @@ from ttscale.engines.openai_errors import listing_error, translate_error
 from ttscale.engines.openai_responses import continuation_from_response, next_token_from_response
 from ttscale.engines.sampling import sample_seed
 from ttscale.errors import ConfigError, EngineError, ModelLoadError
-from ttscale.http_client import extra_fields, one_line, resolve_api_key
+from ttscale.http_client import (
+    AttemptTimeoutError,
+    RetryRule,
+    extra_fields,
+    one_line,
+    resolve_api_key,
+    with_retries,
+)
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -124,9 +132,11 @@ class OpenAICompletionsEngine:
     ``meta.n_params``) or else to the size in the model name; ``context_length`` to the
     server's ``max_model_len`` (vLLM, SGLang) when it lists one.
 
-    The ``openai`` client retries 408/409/429/5xx answers and dropped connections up to
-    ``max_retries`` times with backoff; what still fails is raised as
-    :class:`~ttscale.errors.RetryableEngineError` (or a more specific error).
+    A request is retried ``max_retries`` times (``ttscale.http_client.with_retries``: refused
+    or dropped connections, answers cut off, 408/409/429/5xx with the server's Retry-After),
+    each attempt within ``timeout`` seconds as a whole; what still fails is raised as
+    :class:`~ttscale.errors.RetryableEngineError` (or a more specific error) naming the server
+    and the cause.
 
     ``extra_body`` is merged into every request, for server-specific sampling settings: e.g.
     ``{"repeat_penalty": 1.0}`` for llama-cpp-python's server, whose default repeat penalty of
@@ -243,7 +253,7 @@ class OpenAICompletionsEngine:
                 base_url=self.base_url,
                 api_key=self.api_key,
                 timeout=self.timeout,
-                max_retries=self.max_retries,
+                max_retries=0,  # ttscale's own retry rule, with a deadline per attempt
             )
             self._semaphore = asyncio.Semaphore(self.concurrency)
             self._resolve_lock = asyncio.Lock()
@@ -359,8 +369,12 @@ class OpenAICompletionsEngine:
         if self.extra_body:
             kwargs["extra_body"] = self.extra_body
         async with self._semaphore:
-            try:
-                return await client.completions.create(**kwargs)
-            except openai.APIError as exc:
-                raise translate_error(exc, self.base_url, self._model) from exc
+            return await self._with_retries(lambda: client.completions.create(**kwargs))
+
+    async def _with_retries(self, attempt: Callable[[], Awaitable[T]]) -> T:
+        """``attempt`` under the retry rule, what still fails translated to one line."""
+        try:
+            return await with_retries(attempt, RetryRule(self.max_retries, self.timeout))
+        except (openai.APIError, AttemptTimeoutError, json.JSONDecodeError) as exc:
+            raise translate_error(exc, self.base_url, self._model, self.max_retries) from exc
 

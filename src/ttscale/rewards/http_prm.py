@@ -21,7 +21,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Sequence
+import math
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
@@ -39,11 +40,14 @@ from ttscale.errors import (
 )
 from ttscale.http_client import (
     CONTEXT_PATTERN,
+    AttemptTimeoutError,
+    RetryRule,
     cause_text,
     is_connect_failure,
     one_line,
     resolve_api_key,
     status_message,
+    with_retries,
 )
 from ttscale.rewards import math_shepherd, qwen_prm
 from ttscale.rewards.base import ScoreBatch, check_scores
@@ -87,9 +91,11 @@ class HTTPProcessRewardModel:
     """:class:`~ttscale.rewards.base.Scorer` over a pooling endpoint.
 
     All solutions of one ``score`` call go out in requests of up to ``batch_size`` inputs, at
-    most ``concurrency`` in flight. The ``openai`` client retries timeouts, dropped
-    connections and 408/409/429/5xx answers ``max_retries`` times with backoff; what still
-    fails is raised as one line. ``model=None`` takes the first model of ``GET /v1/models``."""
+    most ``concurrency`` in flight. A request is retried ``max_retries`` times under the retry
+    rule of ``ttscale.http_client`` (timeouts, refused or dropped connections, answers cut off,
+    408/409/429/5xx), each attempt within ``timeout`` seconds as a whole; what still fails is
+    raised as one line naming the server. ``model=None`` takes the first model of
+    ``GET /v1/models``."""
 
     pointwise = True
 
@@ -194,13 +200,20 @@ class HTTPProcessRewardModel:
         await self._resolve_model()
         assert self._semaphore is not None
         async with self._semaphore:
-            try:
-                answer = await client.post("pooling", body=self._body(texts), cast_to=object)
-            except openai.APIError as exc:
-                raise self._error(exc) from exc
-            except ValueError as exc:
-                raise self._bad_answer(f"the body is not JSON ({exc})") from exc
+            answer = await self._with_retries(
+                lambda: client.post("pooling", body=self._body(texts), cast_to=object))
         return self._read(answer, step_counts)
+
+    async def _with_retries(self, attempt: Callable[[], Awaitable[Any]]) -> Any:
+        """``attempt`` under the retry rule (as the policy engine's), what still fails
+        translated to one line naming the server."""
+        try:
+            return await with_retries(attempt, RetryRule(self.max_retries, self.timeout))
+        except (openai.APIError, AttemptTimeoutError) as exc:
+            raise self._error(exc) from exc
+        except ValueError as exc:  # JSONDecodeError, from a body cut off or not JSON
+            raise self._bad_answer(f"the body is not JSON ({exc}; after {self.max_retries} "
+                                   "retries)") from exc
 
     def _body(self, texts: list[str]) -> dict[str, Any]:
         return {"model": self._model, "input": texts}
@@ -211,10 +224,9 @@ class HTTPProcessRewardModel:
         assert self._model_lock is not None
         async with self._model_lock:
             if self._model is None:
-                try:
-                    listing = await self._client().get("v1/models", cast_to=object)
-                except openai.APIError as exc:
-                    raise self._error(exc) from exc
+                client = self._client()
+                listing = await self._with_retries(
+                    lambda: client.get("v1/models", cast_to=object))
                 self._model = self._pick_model(listing)
 
     # -- reading answers ---------------------------------------------------------------------
@@ -258,7 +270,12 @@ class HTTPProcessRewardModel:
                 f"solution of {steps} steps: it must pool exactly at the {self.format} step "
                 f"tags (STEP pooling, that format's step_tag_id); e.g. `{self.wire.serve}`")
         values = [float(v[self.wire.positive]) for v in vectors]
-        for value in values:
+        for step, value in enumerate(values):
+            if not math.isfinite(value):
+                raise EngineError(
+                    f"the PRM server at {self.root} returned step score {value} for step "
+                    f"{step} of input {position}: not a number; its model gave NaN or an "
+                    "infinity (check the PRM's weights and dtype)")
             if not 0.0 <= value <= 1.0:
                 raise EngineError(
                     f"the PRM server at {self.root} returned step score {value} outside [0, 1]: "
@@ -278,13 +295,14 @@ class HTTPProcessRewardModel:
             return ModelLoadError(f"cannot reach {where}: {one_line(cause_text(exc))}; start "
                                   f"it (e.g. `{self.wire.serve}` or `ttscale prm serve`) or "
                                   "check the URL given to --prm")
-        if isinstance(exc, openai.APITimeoutError):
+        if isinstance(exc, openai.APITimeoutError | AttemptTimeoutError):
             return RetryableEngineError(
                 f"{where} did not answer within {timeout or self.timeout:g}s (after "
                 f"{self.max_retries if retries is None else retries} retries); it may be "
                 "overloaded or stuck: raise the timeout or lower the concurrency")
         if isinstance(exc, openai.APIConnectionError):
             return RetryableEngineError(f"connection to {where} failed mid-request (after "
+                                        f"{self.max_retries if retries is None else retries} "
                                         f"retries): {one_line(cause_text(exc))}")
         if isinstance(exc, openai.APIStatusError):
             status, message = exc.status_code, status_message(exc)
@@ -301,7 +319,7 @@ class HTTPProcessRewardModel:
                     + (f" and the model {self._model!r}" if self._model else ""))
             if status in (408, 409, 429) or status >= 500:
                 return RetryableEngineError(f"{where} kept failing (HTTP {status}, after "
-                                            f"retries): {message}")
+                                            f"{self.max_retries} retries): {message}")
             return EngineError(f"{where} refused the request (HTTP {status}): {message}")
         return self._bad_answer(one_line(exc))
 
@@ -311,7 +329,7 @@ class HTTPProcessRewardModel:
         loop = asyncio.get_running_loop()
         if self._client_obj is None or self._loop is not loop:
             self._client_obj = AsyncOpenAI(base_url=self.root, api_key=self.api_key,
-                                           timeout=self.timeout, max_retries=self.max_retries)
+                                           timeout=self.timeout, max_retries=0)
             self._semaphore = asyncio.Semaphore(self.concurrency)
             self._model_lock = asyncio.Lock()
             self._loop = loop

@@ -18,6 +18,7 @@ import logging
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 
 from ttscale import __version__
@@ -29,6 +30,7 @@ from ttscale.planner.auto import PlanChooser, plan_notices
 from ttscale.planner.plan import Plan, prior_plan
 from ttscale.prompts import PromptFormat
 from ttscale.records import (
+    FAILURES_FILE,
     MANIFEST_FILE,
     RECORDS_FILE,
     RecordWriter,
@@ -248,9 +250,13 @@ class RunTally:
             error: BaseException | None) -> None:
         if error is not None:
             message = f"{type(error).__name__}: {error}"
-            logger.error("problem %s failed (%s); its records were not written: rerun the "
-                         "same command to try it again", problem.id, message)
+            logger.error("problem %s failed (%s); its records were not written (see %s): "
+                         "rerun the same command to try it again", problem.id, message,
+                         FAILURES_FILE)
             self.failures.append(ProblemFailure(problem.id, message))
+            with RecordWriter(self.opened.run_dir / FAILURES_FILE) as failures:
+                failures.write({"problem_id": problem.id, "error": message,
+                                "time": datetime.now(UTC).isoformat(timespec="seconds")})
         written = []
         for record in records or ():
             if record["key"] in self.done:
