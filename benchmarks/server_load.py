@@ -1,14 +1,18 @@
 """``ttscale serve`` under load, on the embedded model, on localhost.
 
-One command starts the server twice, back to back, and sends each the same load: ``--requests``
-chat requests from ``--clients`` concurrent ``openai`` clients (Best-of-N at a small budget; a
-refused request is retried after the server's Retry-After, at most ``--retries`` times) while
-``/health`` is polled. First with ``--max-running`` searches at once, then with one, so the
-ratio of the two says what batching concurrent requests' searches together brings.
+One command starts the server three times, back to back, and sends each the same load:
+``--requests`` chat requests from ``--clients`` concurrent ``openai`` clients (Best-of-N at a
+small budget; a refused request is retried after the server's Retry-After, at most
+``--retries`` times) while ``/health`` is polled. First with ``--max-running`` searches at once
+and the server's default queue (``--max-waiting`` to set one) on an otherwise idle machine;
+then one search at a time, so the ratio of the two says what batching concurrent requests'
+searches together brings; then as the first, with ``--busy`` CPU-bound processes spinning
+beside (a loaded machine).
 
 Every figure comes from the load generator's own counts and the server's ``/metrics``; writes
 ``benchmarks/results/server_load.json`` (or ``--out``) and a Markdown table beside it.
 Usage: python benchmarks/server_load.py [--requests 200] [--clients 50] [--max-running 4]
+       [--max-waiting N] [--busy 2]
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import multiprocessing
 import sys
 import tempfile
 import time
@@ -46,14 +51,32 @@ def metrics(root: str) -> dict[str, float]:
     return values
 
 
-def one_server(args, max_running: int, log_dir: Path) -> dict:
+def _spin() -> None:
+    while True:
+        pass
+
+
+def one_server(args, label: str, max_running: int, busy: int, log_dir: Path) -> dict:
     port = free_port()
     root = f"http://127.0.0.1:{port}"
+    queue = ["--max-waiting", str(args.max_waiting)] if args.max_waiting is not None else []
     command = [sys.executable, "-m", "ttscale.cli.main", "serve", "--port", str(port),
                "--threads", str(args.threads), "--n-ctx", str(args.n_ctx),
-               "--max-running", str(max_running), "--max-waiting", str(args.max_waiting),
-               "--log-level", "warning"]
-    with running_server(command, f"{root}/health", log_dir / f"server-{max_running}.log"):
+               "--max-running", str(max_running), *queue, "--log-level", "warning"]
+    spinners = [multiprocessing.Process(target=_spin, daemon=True) for _ in range(busy)]
+    for spinner in spinners:
+        spinner.start()
+    try:
+        return _measure(args, command, root,
+                        log_dir / f"server-{label.split()[0]}-{max_running}.log",
+                        label, max_running, busy)
+    finally:
+        for spinner in spinners:
+            spinner.terminate()
+
+
+def _measure(args, command, root, log, label, max_running, busy) -> dict:
+    with running_server(command, f"{root}/health", log):
         # one request first, so that both runs start with the few-shot prompt cached
         asyncio.run(run_load(f"{root}/v1", MODEL, requests=1, clients=1,
                              budget=args.budget, max_tokens=args.max_tokens))
@@ -66,7 +89,8 @@ def one_server(args, max_running: int, log_dir: Path) -> dict:
              if key.startswith(("ttscale_tokens_total", "ttscale_flops_total"))}
     generated = spent.get("ttscale_tokens_total|kind=generated|model=policy", 0.0)
     summary = result.summary()
-    return {"max_running": max_running, **summary, "server_spent": spent,
+    return {"label": label, "max_running": max_running, "busy_processes": busy, **summary,
+            "server_spent": spent,
             "generated_tokens": generated,
             "generated_tok_per_s": generated / summary["wall_s"] if summary["wall_s"] else None}
 
@@ -79,9 +103,12 @@ def markdown(r: dict) -> str:
         f"{s['requests']} chat requests from {s['clients']} concurrent clients, Best-of-N "
         f"with budget {s['budget']} and max_tokens {s['max_tokens']}, a refused request "
         f"retried after Retry-After at most {s['retries']} times; {MODEL} Q4_1, "
-        f"{r['machine']['cpu']}, {s['threads']} threads; one run each, back to back.",
+        f"{r['machine']['cpu']}, {s['threads']} threads; queue: "
+        f"{s['max_waiting'] if s['max_waiting'] is not None else 'the server default'}; one "
+        "run each, back to back; `loaded`: CPU-bound processes spinning beside.",
         "",
-        "| | " + " | ".join(f"--max-running {run['max_running']}" for run in r["runs"]) + " |",
+        "| | " + " | ".join(f"{run['label']}, --max-running {run['max_running']}"
+                           for run in r["runs"]) + " |",
         "|---|" + "---|" * len(r["runs"]),
     ]
     rows = [
@@ -101,8 +128,8 @@ def markdown(r: dict) -> str:
     ]
     for label, value in rows:
         lines.append(f"| {label} | " + " | ".join(str(value(run)) for run in r["runs"]) + " |")
-    lines += ["", f"Generated tokens per second, concurrent ÷ one at a time: "
-                  f"**{_f(r['batching_ratio'])}**.", ""]
+    lines += ["", f"Generated tokens per second on the idle machine, concurrent ÷ one at a "
+                  f"time: **{_f(r['batching_ratio'])}**.", ""]
     return "\n".join(lines)
 
 
@@ -118,7 +145,10 @@ def main() -> None:
     parser.add_argument("--max-tokens", type=int, default=16)
     parser.add_argument("--retries", type=int, default=3)
     parser.add_argument("--max-running", type=int, default=4)
-    parser.add_argument("--max-waiting", type=int, default=16)
+    parser.add_argument("--max-waiting", type=int, default=None,
+                        help="the server's queue (default: its own default)")
+    parser.add_argument("--busy", type=int, default=2,
+                        help="CPU-bound processes beside the server in the loaded run")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--n-ctx", type=int, default=8192)
     parser.add_argument("--out", type=Path, default=RESULTS)
@@ -128,9 +158,11 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as scratch:
         logs = args.logs or Path(scratch)
         logs.mkdir(parents=True, exist_ok=True)
-        runs = [one_server(args, running, logs)
-                for running in dict.fromkeys((args.max_running, 1))]
-    rates = [run["generated_tok_per_s"] for run in runs]
+        runs = [one_server(args, "idle", args.max_running, 0, logs),
+                one_server(args, "idle", 1, 0, logs),
+                one_server(args, f"loaded ({args.busy} busy)", args.max_running, args.busy,
+                           logs)]
+    rates = [run["generated_tok_per_s"] for run in runs[:2]]
     result = {
         "settings": {k: v for k, v in vars(args).items() if k not in ("out", "logs")},
         "machine": machine(),

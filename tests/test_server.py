@@ -198,6 +198,51 @@ def test_the_gate_runs_at_most_its_slots_refuses_past_its_queue_and_frees_cancel
     asyncio.run(scenario())
 
 
+def test_the_gate_queues_a_burst_but_refuses_a_wait_past_the_timeout():
+    """On the gate's own clock: a request that would only time out in the queue is refused
+    with the wait it would face; while the queue drains fast enough, it is queued."""
+    async def scenario():
+        now = [0.0]
+        gate = AdmissionGate(max_running=2, max_waiting=100, timeout_s=10, clock=lambda: now[0])
+        assert gate.expected_wait() is None  # nothing measured yet: queued
+        release = asyncio.Event()
+
+        async def work(seconds):
+            await release.wait()
+            now[0] += seconds  # the search took this long on the gate's clock
+            return seconds
+
+        # one search of 4 s measured: with 2 slots, one frees up every 2 s
+        await asyncio.gather(gate.run(lambda: work(4.0)), _released(release))
+        release.clear()
+        held = [asyncio.create_task(gate.run(lambda: work(4.0))) for _ in range(2)]
+        queued = [asyncio.create_task(gate.run(lambda: work(4.0))) for _ in range(4)]
+        await asyncio.sleep(0.01)
+        assert (gate.running, gate.waiting) == (2, 4)
+        assert gate.expected_wait() == pytest.approx(4.0 * 5 / 2)  # 10 s: still within
+        for _ in range(3):
+            queued.append(asyncio.create_task(gate.run(lambda: work(4.0))))
+            await asyncio.sleep(0.01)
+        refused = [t for t in queued if t.done()]
+        assert len(refused) == 2  # the 5th waiter waits 10 s; a 6th would wait 12 s
+        for task in refused:
+            with pytest.raises(RequestError) as caught:
+                task.result()
+            assert caught.value.status == 429 and "past the 10s" in caught.value.message
+            assert int(caught.value.headers["Retry-After"]) == 12
+        assert gate.waiting == 5
+        release.set()
+        await asyncio.gather(*held, *(t for t in queued if not t.done()))
+        assert (gate.running, gate.waiting) == (0, 0)
+
+    asyncio.run(scenario())
+
+
+async def _released(event: asyncio.Event) -> None:
+    await asyncio.sleep(0)
+    event.set()
+
+
 # -- a real server -------------------------------------------------------------------------
 # A search on the real model takes seconds here and minutes on a slow, busy machine (queued
 # behind others, longer still): these limits only stop a request that would never end.

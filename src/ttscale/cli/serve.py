@@ -69,7 +69,8 @@ MaxTokensOpt = Annotated[int, typer.Option(help="default tokens per solution")]
 MaxRunningOpt = Annotated[int, typer.Option(
     help="searches run at once (their engine calls share batches)")]
 MaxWaitingOpt = Annotated[int, typer.Option(
-    help="searches that may wait for a slot; past that, 429")]
+    help="searches that may wait for a slot (a waiting request holds only its body); past "
+         "that, or when the wait would outlast --request-timeout, 429")]
 MaxBudgetOpt = Annotated[int, typer.Option(help="the largest budget a request may ask")]
 MaxTokensLimitOpt = Annotated[int, typer.Option(help="the largest max_tokens a request may ask")]
 RequestTimeoutOpt = Annotated[float, typer.Option(

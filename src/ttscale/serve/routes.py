@@ -41,7 +41,8 @@ class Routes:
 
     def __init__(self, service: SearchService) -> None:
         self.service = service
-        self.gate = AdmissionGate(service.config.max_running, service.config.max_waiting)
+        self.gate = AdmissionGate(service.config.max_running, service.config.max_waiting,
+                                  service.config.request_timeout_s)
         self.metrics = ServerMetrics()
         self.metrics.running.set_function(lambda: self.gate.running)
         self.metrics.queue_depth.set_function(lambda: self.gate.waiting)

@@ -34,7 +34,10 @@ class ServerConfig:
     max_step_tokens: int = 256
     max_depth: int = 12
     max_running: int = 4  # searches at once; their engine calls share batches
-    max_waiting: int = 32
+    # A waiting request holds only its body (at most max_body_bytes, and its parsed copy):
+    # 512 of them are at most about 1 GiB. Real overload is refused before that, when the
+    # wait would outlast request_timeout_s (serve/admission.py).
+    max_waiting: int = 512
     request_timeout_s: float = 600.0
     max_body_bytes: int = 2**20
     api_key: str | None = None
