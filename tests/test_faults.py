@@ -20,6 +20,7 @@ from pathlib import Path
 
 import pytest
 
+from reliability_log import log_case
 from server_process import embedded_llama_server, free_port, running_server
 from ttscale.datasets import load_dataset
 from ttscale.engines.openai_http import OpenAICompletionsEngine
@@ -129,12 +130,16 @@ def target() -> str:
     return json.dumps(" ".join(problem.problem.split()[:6]))[1:-1]
 
 
+def _case(kind: str, params: dict) -> str:
+    return " ".join([kind, *(f"{k}={v}" for k, v in params.items())])
+
+
 def _ids(cases) -> list[str]:
     values = [case.values if hasattr(case, "values") else case for case in cases]
     return [f"{v[0]}-{'-'.join(map(str, v[1].values()))}" for v in values]
 
 
-def _assert_fails_then_completes(base_url, faults, target, tmp_path, clean, cause):
+def _assert_fails_then_completes(base_url, faults, target, tmp_path, clean, cause, case):
     """The faulted problem fails with one line naming the server and ``cause``; the others
     keep their records; a rerun once the fault is cleared completes the run."""
     out = tmp_path / "run"
@@ -154,6 +159,8 @@ def _assert_fails_then_completes(base_url, faults, target, tmp_path, clean, caus
     assert sorted(_keys(out)) == clean
     # the rerun added the failed problem's records and left the others as they were
     assert (out / "records.jsonl").read_bytes().startswith(written)
+    log_case("policy server (lasting fault)", case, lost=0, duplicated=0, crashes=0,
+             result=f"problem failed: {cause}; rerun complete")
 
 
 # (fault, its parameters, what the one-line error says) for faults that outlast the retries
@@ -179,7 +186,8 @@ def test_a_lasting_fault_fails_its_problem_alone(proxy, faults, target, clean, t
                                                  kind, params, cause):
     _, base_url = proxy
     faults.add(kind, match=target, **params)
-    _assert_fails_then_completes(base_url, faults, target, tmp_path, clean, cause)
+    _assert_fails_then_completes(base_url, faults, target, tmp_path, clean, cause,
+                                 _case(kind, params))
 
 
 TRANSIENT = [("status", {"status": 503}), ("status", {"status": 429, "retry_after": 1}),
@@ -201,6 +209,8 @@ def test_a_fault_that_clears_within_the_retries_leaves_no_trace(proxy, faults, t
         later = [e for e in faults.log() if e["body"] == met[0]["body"]
                  and e["time"] > met[0]["time"]]
         assert later and later[0]["time"] - met[0]["time"] >= params["retry_after"]
+    log_case("policy server (fault that clears)", _case(kind, params), lost=0, duplicated=0,
+             crashes=0, result="retried; run complete")
 
 
 def test_refused_connections_are_retried_and_then_reported(proxy, faults, clean, tmp_path):
@@ -234,6 +244,10 @@ def test_refused_connections_are_retried_and_then_reported(proxy, faults, clean,
     time.sleep(0.2)
     assert not _run(base_url, out, engine=engine).failures
     assert sorted(_keys(out)) == clean
+    log_case("policy server (lasting fault)", "refused connections", cases=PROBLEMS, lost=0,
+             duplicated=0, crashes=0, result="every problem failed: cannot reach; rerun complete")
+    log_case("policy server (fault that clears)", "refused connections", lost=0, duplicated=0,
+             crashes=0, result="retried; run complete")
 
 
 # -- the PRM client against `ttscale prm serve` ---------------------------------------------
@@ -312,6 +326,8 @@ def test_the_prm_client_reports_a_lasting_fault_in_one_line(prm_proxy, kind, par
         1 if kind == "nan" else 2)  # a NaN is no transient fault: not retried
     control.clear()
     assert _score(root).scores == clean
+    log_case("PRM server (lasting fault)", _case(kind, params), crashes=0,
+             result=f"{type(caught.value).__name__}: {cause}")
 
 
 @pytest.mark.parametrize(("kind", "params"), TRANSIENT, ids=_ids(TRANSIENT))
@@ -324,3 +340,5 @@ def test_the_prm_client_rides_out_a_fault_that_clears(prm_proxy, kind, params):
     assert _score(root).scores == clean
     assert [e["fault"] for e in control.log() if e["path"] == "/pooling"] == [kind, None]
     control.clear()
+    log_case("PRM server (fault that clears)", _case(kind, params), crashes=0,
+             result="retried; same scores")

@@ -11,6 +11,7 @@ from types import SimpleNamespace
 import pytest
 
 from fakes import ScriptedPolicy, ScriptedScorer, make_ctx, run
+from reliability_log import log_case
 from ttscale.datasets import load_dataset
 from ttscale.engines.base import LOGPROB_FLOOR, Continuation, checked_logprobs
 from ttscale.engines.openai_responses import continuation_from_response
@@ -40,6 +41,8 @@ class TestLogprobRule:
         assert checked_logprobs([-0.5, -INF, 4e-4, 0.0, -1e6]) == (
             -0.5, LOGPROB_FLOOR, 0.0, 0.0, LOGPROB_FLOOR)
         assert _continuation([-INF, -0.1]).token_logprobs == (LOGPROB_FLOOR, -0.1)
+        log_case("numbers that are not numbers", "engine log-prob -inf, 4e-4", cases=2,
+                 result="read as the floor -9999, as 0 (the documented rule)")
 
     @pytest.mark.parametrize("bad", [NAN, INF, 0.5])
     def test_nan_plus_infinity_and_positive_values_are_refused_naming_the_token(self, bad):
@@ -47,6 +50,8 @@ class TestLogprobRule:
             checked_logprobs([-0.1, -0.2, bad], source="vLLM")
         with pytest.raises(EngineError, match="token 1"):
             _continuation([-0.1, bad])
+        log_case("numbers that are not numbers", f"engine log-prob {bad}",
+                 result="refused: EngineError naming the token")
 
     def test_the_floor_is_the_lowest_confidence_not_a_neutral_one(self):
         step = Step(text="x", token_logprobs=(LOGPROB_FLOOR, -0.1))
@@ -85,6 +90,8 @@ class TestScoreRule:
         with pytest.raises(ValueError, match=r"scorer prm returned score .* for step 1 of "
                                              r"solution 1"):
             check_scores(batch, solutions, "prm")
+        log_case("numbers that are not numbers", f"scorer score {bad}",
+                 result="refused: error naming the scorer and the step")
 
     def test_a_search_does_not_go_on_with_a_nan_score(self):
         policy = ScriptedPolicy(lambda prefix, j, stop: ("The answer is 7.<|end|>", "stop"))
@@ -130,3 +137,6 @@ def test_a_run_records_the_other_problems_and_names_the_failed_one(tmp_path):
     assert failure.problem_id == problems[1].id and "log-prob nan" in failure.message
     records = read_records(tmp_path / "records.jsonl").records
     assert {r["problem_id"] for r in records} == {problems[0].id, problems[2].id}
+    log_case("numbers that are not numbers", "NaN log-prob in one problem of a run",
+             lost=0, duplicated=0, crashes=0,
+             result="that problem failed, named in failures; the others recorded")

@@ -10,6 +10,7 @@ import sys
 import pytest
 
 from fakes import ScriptedPolicy
+from reliability_log import log_case
 from ttscale.errors import RunStateError
 from ttscale.prompts import PromptFormat
 from ttscale.records import RunFolderLock
@@ -55,3 +56,6 @@ def test_a_run_is_refused_while_another_process_writes_and_resumes_once_it_is_ki
         holder.wait()
     outcome = tiny_run(folder, tmp_path)  # no stale lock
     assert outcome.new_records == 1
+    log_case("one writer per run folder", "a second process on a folder being written; its "
+             "holder SIGKILLed", lost=0, duplicated=0, crashes=0,
+             result="refused naming the holder's pid; no stale lock after the kill")
