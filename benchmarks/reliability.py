@@ -4,7 +4,8 @@ table of every fault and input class tried, how many cases, and what happened.
 
 - ``tests/test_faults.py``: the fault proxy between ttscale and real servers (llama.cpp's on
   the embedded model; ttscale's PRM server on a tiny random PRM);
-- ``tests/test_numbers.py``: NaN, infinities and out-of-range values from engines and scorers;
+- ``tests/test_numbers.py``, ``tests/test_prm_formats.py``: NaN, infinities and out-of-range
+  values from engines and scorers; PRM inputs past the PRM's context;
 - ``tests/test_retries.py``, ``tests/test_run_lock.py``: the retry rule; one writer per folder;
 - ``tests/test_fuzz.py``: generated inputs to grading, the dataset reader and the server;
 - ``benchmarks/kill_soak.py``: real jobs SIGKILLed at random moments and resumed;
@@ -31,7 +32,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
 TESTS = ["tests/test_faults.py", "tests/test_numbers.py", "tests/test_retries.py",
-         "tests/test_run_lock.py", "tests/test_fuzz.py"]
+         "tests/test_run_lock.py", "tests/test_prm_formats.py", "tests/test_fuzz.py"]
 COUNTS = ("lost", "duplicated", "crashes", "server_errors")
 
 

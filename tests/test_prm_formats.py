@@ -15,7 +15,8 @@ from safetensors import safe_open  # noqa: E402
 from transformers import AutoModel, AutoModelForCausalLM  # noqa: E402
 
 from prm_assets import build_checkpoints, recorded_step_texts  # noqa: E402
-from ttscale.errors import ConfigError, ModelLoadError  # noqa: E402
+from reliability_log import log_case  # noqa: E402
+from ttscale.errors import ConfigError, ContextLengthError, ModelLoadError  # noqa: E402
 from ttscale.rewards.math_shepherd import MathShepherdPRM, prm_input  # noqa: E402
 from ttscale.rewards.qwen_prm import QwenMathPRM  # noqa: E402
 from ttscale.rewards.rlhflow import RLHFlowPRM, conversation  # noqa: E402
@@ -260,6 +261,33 @@ def test_ledger_counts_the_prm_input_tokens(qwen):
         qwen.encode(PROBLEM, STEPS[:1]).input_ids)
     assert batch.tokens.prompt == expected
     assert qwen.parameters == sum(p.numel() for p in qwen.model.parameters())
+
+
+def test_an_input_past_the_prms_context_is_refused_naming_the_limit(qwen):
+    assert qwen.context_length == 4096  # the tiny checkpoints' max_position_embeddings
+    long_step = "Step 1: " + "9 + 9 = 18. " * 2000
+    assert len(qwen.encode(PROBLEM, [long_step]).input_ids) > 4096
+    with pytest.raises(ContextLengthError, match=r"solution 1 is \d+ tokens .* past the PRM's "
+                                                 r"context of 4096"):
+        score(qwen, PROBLEM, [STEPS, [long_step]])
+    log_case("over-long inputs", "in-process PRM input past max_position_embeddings",
+             result="refused: ContextLengthError naming the limit")
+
+
+def test_a_nan_from_the_prm_is_refused_naming_the_step_not_read_as_zero(qwen, monkeypatch):
+    torch = pytest.importorskip("torch")
+    real_read = type(qwen).read
+
+    def nan_at_step_1(self, hidden):
+        probs = real_read(self, hidden).clone()
+        probs[1] = torch.nan
+        return probs
+
+    monkeypatch.setattr(type(qwen), "read", nan_at_step_1)
+    with pytest.raises(ValueError, match="returned score nan for step 1 of solution 0"):
+        score(qwen, PROBLEM, [STEPS])
+    log_case("numbers that are not numbers", "in-process PRM probability nan",
+             result="refused: error naming the scorer and the step")
 
 
 def test_a_checkpoint_of_another_architecture_is_refused(checkpoints):

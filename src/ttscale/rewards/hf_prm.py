@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import math
 import threading
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
@@ -21,7 +22,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from ttscale.compute import TokenCount
-from ttscale.errors import ConfigError, ModelLoadError
+from ttscale.errors import ConfigError, ContextLengthError, ModelLoadError
 from ttscale.hf_backend import check_device, import_backend, quiet_loading, resolve_dtype
 from ttscale.rewards.base import ScoreBatch, check_scores
 from ttscale.steps import Step
@@ -148,6 +149,7 @@ class HFProcessRewardModel(ABC):
                                  f"{folder}: {exc}") from exc
         model.to(self.device).eval()
         self.model = model
+        self.context_length: int | None = config.get("max_position_embeddings")
         self.backbone = model.get_decoder() if self.uses_lm_head else model
         self._parameters = sum(p.numel() for p in model.parameters())
         self._lock = threading.Lock()
@@ -200,10 +202,18 @@ class HFProcessRewardModel(ABC):
                     ) -> list[EncodedSolution]:
         encoded = [self.encode(problem, [step.text for step in steps]) if steps
                    else EncodedSolution([], []) for steps in solutions]
-        for item, steps in zip(encoded, solutions, strict=True):
+        for k, (item, steps) in enumerate(zip(encoded, solutions, strict=True)):
             if len(item.positions) != len(steps):
                 raise AssertionError(f"{self.format_name}: {len(item.positions)} read positions "
                                      f"for {len(steps)} steps")
+            if self.context_length and len(item.input_ids) > self.context_length:
+                # past its trained positions a PRM's scores mean nothing (and models with
+                # learned position embeddings fail outright): refused, not truncated
+                raise ContextLengthError(
+                    f"PRM {self.name}: solution {k} is {len(item.input_ids)} tokens with its "
+                    f"problem, past the PRM's context of {self.context_length} "
+                    "(max_position_embeddings); lower --max-solution-tokens or use a PRM with "
+                    "a longer context")
         return encoded
 
     def score_encoded(self, encoded: Sequence[EncodedSolution]) -> list[list[float]]:
@@ -217,7 +227,7 @@ class HFProcessRewardModel(ABC):
                 hidden = self.hidden_at_positions([encoded[i] for i in batch])
                 for i, rows in zip(batch, hidden, strict=True):
                     probs = self.read(rows.float())
-                    results[i] = [min(1.0, max(0.0, float(p))) for p in probs]
+                    results[i] = [_rounded_into_unit(float(p)) for p in probs]
         return results
 
     def hidden_at_positions(self, items: Sequence[EncodedSolution]) -> list:
@@ -240,6 +250,12 @@ class HFProcessRewardModel(ABC):
     async def close(self) -> None:
         self.model = None
         self.backbone = None
+
+
+def _rounded_into_unit(value: float) -> float:
+    """A probability the model computed, with float rounding past 0 or 1 undone; NaN is left
+    as it is, for ``check_scores`` to refuse naming the step (never read as a score)."""
+    return value if math.isnan(value) else min(1.0, max(0.0, value))
 
 
 def _micro_batches(order: list[int], encoded: Sequence[EncodedSolution],
