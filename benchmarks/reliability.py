@@ -47,6 +47,8 @@ def run_tests(scratch: Path) -> tuple[list[dict], dict]:
     tally = {key: int(suite.get(key, 0)) for key in ("tests", "failures", "errors", "skipped")}
     tally["exit_code"] = done.returncode
     cases = [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []
+    for case in cases:  # a test's name, read as words
+        case["case"] = case["case"].removeprefix("test_").replace("_", " ")
     return cases, tally
 
 

@@ -6,14 +6,18 @@ Fields are declared in the order they are checked, and a request is refused for 
 fault. A field's checks may read the fields declared before it (``info.data``, which holds
 those that passed); when one of those was refused, the request already is, and the checks
 that need it are skipped. An absent field is None, which its validator turns into the server's
-default; the defaults, the limits and the served name come in the validation context."""
+default; the defaults, the limits and the served name come in the validation context.
+
+:func:`body_schema` describes each body as JSON Schema, for the server's OpenAPI document."""
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, ValidationInfo, field_validator
+from pydantic.json_schema import GenerateJsonSchema
 
 from ttscale.errors import ConfigError
 from ttscale.search import METHODS
@@ -314,3 +318,85 @@ def _short_enough(problem: str, info: ValidationInfo) -> str:
     if len(problem) > limit:
         raise invalid(f"the problem is {len(problem)} characters; at most {limit} are accepted")
     return problem
+
+
+class _BodySchema(GenerateJsonSchema):
+    # 'prm' defaults to a sentinel with no JSON form; body_schema describes that field itself
+    ignored_warning_kinds = {*GenerateJsonSchema.ignored_warning_kinds, "non-serializable-default"}
+
+
+def _nullable(kind: str, **constraints: Any) -> dict[str, Any]:
+    return {"type": [kind, "null"], **constraints}
+
+
+_TEXT_PART = {"type": "object", "required": ["type", "text"],
+              "properties": {"type": {"const": "text"}, "text": {"type": "string"}}}
+_PROBLEM_FIELDS: dict[type[OpenAIRequest], tuple[str, dict[str, Any]]] = {
+    ChatRequest: ("messages", {
+        "type": "array", "minItems": 1,
+        "items": {"type": "object", "required": ["role"], "properties": {
+            "role": {"type": "string"},
+            "content": {"anyOf": [{"type": "string"},
+                                  {"type": "array", "items": _TEXT_PART}]}}},
+        "description": "The problem is the last message, which must be the user's, with "
+                       "text content: at most {chars} characters once stripped."}),
+    CompletionRequest: ("prompt", {
+        "anyOf": [{"type": "string", "pattern": r"\S"},
+                  {"type": "array", "items": {"type": "string", "pattern": r"\S"},
+                   "minItems": 1, "maxItems": 1}],
+        "description": "The problem: at most {chars} characters once stripped."}),
+}
+
+
+def _regex_literal(text: str) -> str:
+    """``text`` as a regular expression that matches it (in Python's and ECMA-262's syntax)."""
+    return re.sub(r"([\\^$.|?*+()\[\]{}])", r"\\\1", text)
+
+
+def body_schema(shape: type[OpenAIRequest], served: str, limits: ServerLimits) -> dict[str, Any]:
+    """The JSON Schema (OpenAPI 3.1's dialect) of the bodies ``shape`` reads on a server that
+    serves ``served`` within ``limits``. Checks across fields (the budget a multiple of the
+    width, n at most the budget, a model-name prefix agreeing with the fields) are described,
+    not enforced. Definitions it refers to, if any, are in its ``$defs``, referred to where an
+    OpenAPI document keeps them (``#/components/schemas/NAME``)."""
+    schema = shape.model_json_schema(schema_generator=_BodySchema,
+                                     ref_template="#/components/schemas/{model}")
+    problem_field, problem = _PROBLEM_FIELDS[shape]
+    prefix = f"(?:{'|'.join(SERVED_METHODS)})(?:-[0-9]+(?:x[0-9]+)?)?/"
+    budget = _nullable("integer", minimum=1, maximum=limits.max_budget)
+    tokens = _nullable("integer", minimum=1, maximum=limits.max_tokens)
+    fields: dict[str, dict[str, Any]] = {
+        **{field: {"enum": list(accepted), "description": refusal}
+           for field, (accepted, refusal) in _REFUSALS.items()},
+        "model": {"type": "string", "pattern": f"^(?:{prefix})?{_regex_literal(served)}$",
+                  "description": f"'{served}', or behind a search prefix: "
+                                 f"'beam-16/{served}', 'dvts-16x4/{served}', "
+                                 f"'greedy/{served}'"},
+        "method": {"enum": [*SERVED_METHODS, None]},
+        "budget": {**budget, "description": "the samples the search may draw"},
+        "width": {**budget, "description": "the beams kept; a tree search needs the "
+                                           "budget to be a multiple of it"},
+        "prm": {"type": "string", "pattern": r"\S",
+                "description": "the scorer; absent: the server's default"},
+        "aggregation": {"enum": [*ANSWER_AGGREGATIONS, None]},
+        "step_aggregation": {"enum": [*STEP_AGGREGATIONS, None]},
+        "max_completion_tokens": tokens,
+        "max_tokens": tokens,
+        "temperature": _nullable("number", minimum=_NUMBER_RANGES["temperature"][0],
+                                 maximum=_NUMBER_RANGES["temperature"][1]),
+        "top_p": _nullable("number", exclusiveMinimum=0, maximum=_NUMBER_RANGES["top_p"][1]),
+        "seed": _nullable("integer", minimum=0, maximum=2**63 - 1),
+        "n": {**budget, "description": "the best distinct solutions returned (at most the "
+                                       "budget)"},
+        "stream": _nullable("boolean"),
+        "stream_options": _nullable("object"),
+        problem_field: {**problem,
+                        "description": problem["description"].format(
+                            chars=limits.max_problem_chars)},
+    }
+    properties = schema["properties"]
+    for field, described in fields.items():
+        title = properties[field].get("title")
+        properties[field] = {"title": title, **described} if title else described
+    schema["required"] = ["model", problem_field]
+    return schema

@@ -30,7 +30,7 @@ def read_model_name(model: Any, served: str) -> ModelName:
     if model == served:
         return ModelName(model)
     prefix, _, rest = model.partition("/")
-    match = _PREFIX.match(prefix)
+    match = _PREFIX.fullmatch(prefix)  # `$` alone lets a final newline through
     if rest != served or match is None:
         raise model_not_found(f"The model `{model}` does not exist. This server serves "
                               f"`{served}`, optionally prefixed with a search: "

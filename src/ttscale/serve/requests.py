@@ -28,6 +28,7 @@ __all__ = ["SERVED_METHODS", "Endpoint", "SearchRequest", "ServerDefaults", "Ser
 logger = logging.getLogger(__name__)
 
 Endpoint = Literal["chat", "completion"]
+_TOO_DEEP = "the body is nested too deeply: send the problem and settings as flat JSON"
 
 
 @dataclass(frozen=True)
@@ -65,6 +66,8 @@ def parse_request(raw: bytes, endpoint: Endpoint, served: str, defaults: ServerD
         payload = json.loads(raw)
     except (ValueError, UnicodeDecodeError) as exc:
         raise bad(f"the body is not valid JSON: {exc}") from exc
+    except RecursionError:
+        raise bad(_TOO_DEEP) from None
     shape = ChatRequest if endpoint == "chat" else CompletionRequest
     try:
         body = shape.model_validate(payload, context=Context(served, defaults, limits))

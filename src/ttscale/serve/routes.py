@@ -3,7 +3,10 @@ they share: the search service, the admission gate and the metrics.
 
 A completion request is read and checked, its scorer chosen, and its search run through the
 gate, watched for its client leaving and its time running out; every ending is counted with its
-status."""
+status.
+
+The app publishes its OpenAPI document at ``GET /openapi.json``, with the request bodies the
+two completion routes read (:func:`ttscale.serve.bodies.body_schema`)."""
 
 # no `from __future__ import annotations`: FastAPI reads the handlers' annotations
 import time
@@ -14,7 +17,9 @@ from fastapi import Depends, FastAPI, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from starlette.exceptions import HTTPException
 
+from ttscale import __version__
 from ttscale.serve.admission import AdmissionGate
+from ttscale.serve.bodies import ChatRequest, CompletionRequest, body_schema
 from ttscale.serve.http import RequestError, check_api_key, read_body
 from ttscale.serve.metrics import ServerMetrics
 from ttscale.serve.requests import parse_request
@@ -23,6 +28,7 @@ from ttscale.serve.service import SearchService
 from ttscale.serve.watch import watched
 
 ENDPOINTS = {"/v1/chat/completions": "chat", "/v1/completions": "completions"}  # metric labels
+BODIES = {"/v1/chat/completions": ChatRequest, "/v1/completions": CompletionRequest}
 
 
 def error_response(exc: RequestError) -> JSONResponse:
@@ -117,19 +123,44 @@ class Routes:
                         time.monotonic() - start,
                         f"{'chatcmpl' if endpoint == 'chat' else 'cmpl'}-{uuid.uuid4().hex}",
                         int(time.time()), service.prompt.thinking_format)
-        if not result.ranked:
-            raise RequestError(500, "the search ended without a solution", "server_error")
+        if not result.ranked:  # only a search that answers with ended solutions (REBASE)
+            raise RequestError(400, f"every solution the search ({search.method}) wrote was "
+                                    f"cut off at max_tokens ({search.max_tokens}) before it "
+                                    "ended, and it answers only with solutions that ended; "
+                                    "send a larger max_tokens", "invalid_request_error",
+                               "max_tokens")
         if search.stream:
             return StreamingResponse(event_stream(done), media_type="text/event-stream",
                                      headers={"Cache-Control": "no-cache"})
         return JSONResponse(completion_body(done))
 
 
+def publish_bodies(app: FastAPI, service: SearchService) -> None:
+    """Describe the bodies the completion routes read in the app's OpenAPI document: the
+    handlers read the raw body themselves, so FastAPI does not know them."""
+    generate = app.openapi
+
+    def openapi() -> dict:
+        document = generate()
+        schemas = document.setdefault("components", {}).setdefault("schemas", {})
+        for path, shape in BODIES.items():
+            schema = body_schema(shape, service.model_name, service.config.limits)
+            schemas.update(schema.pop("$defs", {}))
+            schemas[shape.__name__] = schema
+            document["paths"][path]["post"]["requestBody"] = {"required": True, "content": {
+                "application/json": {"schema": {
+                    "$ref": f"#/components/schemas/{shape.__name__}"}}}}
+        return document
+
+    app.openapi = openapi
+
+
 def build_app(service: SearchService) -> FastAPI:
     """The FastAPI app that serves ``service``."""
     routes = Routes(service)
-    app = FastAPI(title="ttscale", docs_url=None, redoc_url=None, openapi_url=None,
+    app = FastAPI(title="ttscale", version=__version__, docs_url=None, redoc_url=None,
                   lifespan=routes.lifespan)
+    publish_bodies(app, service)
     app.add_exception_handler(RequestError, routes.refused)
     app.add_exception_handler(HTTPException, not_routed)
     authorized = [Depends(routes.authorized)]
