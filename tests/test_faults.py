@@ -221,7 +221,7 @@ def test_refused_connections_are_retried_and_then_reported(proxy, faults, clean,
     # stops the run at once, before any problem.)
     engine = _engine(base_url, retries=1)
     assert engine.info.parameters == 135_000_000
-    control.add("refuse", seconds=5)
+    control.add("refuse", seconds=20)  # far longer than three problems' refused attempts
     time.sleep(0.2)
     outcome = _run(base_url, out, engine=engine)
     assert len(outcome.failures) == PROBLEMS
@@ -230,7 +230,7 @@ def test_refused_connections_are_retried_and_then_reported(proxy, faults, clean,
         assert "ConnectionRefusedError" in failure.message
         assert "after 1 retries" in failure.message
     deadline = time.monotonic() + 60
-    while True:  # the proxy listens again after its 5 s
+    while True:  # the proxy listens again after its 20 s
         try:
             control.log()
             break

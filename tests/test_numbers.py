@@ -47,7 +47,7 @@ class TestLogprobRule:
     @pytest.mark.parametrize("bad", [NAN, INF, 0.5])
     def test_nan_plus_infinity_and_positive_values_are_refused_naming_the_token(self, bad):
         with pytest.raises(EngineError, match=rf"token 2 the log-prob {bad}.*no log-prob"):
-            checked_logprobs([-0.1, -0.2, bad], source="vLLM")
+            checked_logprobs([-0.1, -0.2, bad])
         with pytest.raises(EngineError, match="token 1"):
             _continuation([-0.1, bad])
         log_case("numbers that are not numbers", f"engine log-prob {bad}",

@@ -6,7 +6,6 @@ sees only this protocol, never a backend."""
 from __future__ import annotations
 
 import asyncio
-import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Literal, Protocol, runtime_checkable
@@ -25,18 +24,16 @@ LOGPROB_FLOOR = -9999.0
 LOGPROB_ROUNDING = 1e-3
 
 
-def checked_logprobs(values: Iterable[float], source: str = "the engine") -> tuple[float, ...]:
-    """``values`` under the rule above; ``source`` names the engine in the error."""
+def checked_logprobs(values: Iterable[float]) -> tuple[float, ...]:
+    """``values`` under the rule above (-inf, like any value below the floor, becomes it)."""
     checked = []
     for position, value in enumerate(values):
         value = float(value)
-        if value == -math.inf:
-            value = LOGPROB_FLOOR
-        elif 0.0 < value <= LOGPROB_ROUNDING:
+        if 0.0 < value <= LOGPROB_ROUNDING:
             value = 0.0
         elif not value <= 0.0:  # NaN, +inf, or a positive number: no log-probability
             raise EngineError(
-                f"{source} gave generated token {position} the log-prob {value}, which is no "
+                f"the engine gave generated token {position} the log-prob {value}, which is no "
                 "log-probability (finite and <= 0; -inf is read as the floor "
                 f"{LOGPROB_FLOOR:g}): the engine or its server is faulty; check its logprobs "
                 "output, or use a scorer that needs no log-probs")

@@ -291,6 +291,7 @@ class HTTPProcessRewardModel:
                retries: int | None = None) -> Exception:
         """One line per failure, from the client's exception (raised after its retries)."""
         where = f"the PRM server at {self.root}"
+        tries = self.max_retries if retries is None else retries
         if isinstance(exc, openai.APIConnectionError) and is_connect_failure(exc):
             return ModelLoadError(f"cannot reach {where}: {one_line(cause_text(exc))}; start "
                                   f"it (e.g. `{self.wire.serve}` or `ttscale prm serve`) or "
@@ -298,12 +299,11 @@ class HTTPProcessRewardModel:
         if isinstance(exc, openai.APITimeoutError | AttemptTimeoutError):
             return RetryableEngineError(
                 f"{where} did not answer within {timeout or self.timeout:g}s (after "
-                f"{self.max_retries if retries is None else retries} retries); it may be "
+                f"{tries} retries); it may be "
                 "overloaded or stuck: raise the timeout or lower the concurrency")
         if isinstance(exc, openai.APIConnectionError):
             return RetryableEngineError(f"connection to {where} failed mid-request (after "
-                                        f"{self.max_retries if retries is None else retries} "
-                                        f"retries): {one_line(cause_text(exc))}")
+                                        f"{tries} retries): {one_line(cause_text(exc))}")
         if isinstance(exc, openai.APIStatusError):
             status, message = exc.status_code, status_message(exc)
             if status in (401, 403):
@@ -319,7 +319,7 @@ class HTTPProcessRewardModel:
                     + (f" and the model {self._model!r}" if self._model else ""))
             if status in (408, 409, 429) or status >= 500:
                 return RetryableEngineError(f"{where} kept failing (HTTP {status}, after "
-                                            f"{self.max_retries} retries): {message}")
+                                            f"{tries} retries): {message}")
             return EngineError(f"{where} refused the request (HTTP {status}): {message}")
         return self._bad_answer(one_line(exc))
 
