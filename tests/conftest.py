@@ -2,6 +2,10 @@ import ipaddress
 import os
 import socket
 
+import pytest
+
+from reliability_log import CALL_PASSED
+
 # A stray call to a model hub must fail fast, not hang: nothing here downloads.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
@@ -46,9 +50,16 @@ SLOW_FIXTURES = {
 }
 
 
-def pytest_collection_modifyitems(config, items):
-    import pytest
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item, call):
+    """Whether a test's body passed, for fixtures that log what it met only then."""
+    report = yield
+    if report.when == "call":
+        item.stash[CALL_PASSED] = report.passed
+    return report
 
+
+def pytest_collection_modifyitems(config, items):
     for item in items:
         module = getattr(item.module, "__name__", "")
         if any((module, name) in SLOW_FIXTURES for name in getattr(item, "fixturenames", ())):

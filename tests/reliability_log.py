@@ -7,7 +7,11 @@ from __future__ import annotations
 import json
 import os
 
+import pytest
+
 LOG_ENV = "TTSCALE_RELIABILITY_LOG"
+# set by conftest's report hook: whether a test's body passed (a fixture logs only then)
+CALL_PASSED = pytest.StashKey[bool]()
 
 
 def log_case(area: str, case: str, cases: int = 1, **outcome: int | str) -> None:

@@ -131,7 +131,15 @@ def target() -> str:
 
 
 def _case(kind: str, params: dict) -> str:
-    return " ".join([kind, *(f"{k}={v}" for k, v in params.items())])
+    """A fault, in the words of the reliability table."""
+    if kind == "status":
+        after = params.get("retry_after")
+        return f"HTTP {params['status']}" + (f", Retry-After {after} s" if after else "")
+    return {"reset": "connection reset mid-response",
+            "stall": f"no answer for {params.get('seconds')} s",
+            "drip": f"answer dripped, {params.get('bytes')} bytes every {params.get('interval')} s",
+            "truncate": "JSON cut off", "malformed": "a body that is not JSON",
+            "nan": f"{params.get('value')} in the numbers"}.get(kind, kind)
 
 
 def _ids(cases) -> list[str]:
@@ -164,18 +172,18 @@ def _assert_fails_then_completes(base_url, faults, target, tmp_path, clean, caus
 
 
 # (fault, its parameters, what the one-line error says) for faults that outlast the retries
-TIMED_OUT = f"timed out (no complete answer within {DEADLINE_S}s, after 1 retries)"
+TIMED_OUT = f"timed out (no complete answer within {DEADLINE_S}s, after 1 retry)"
 LASTING = [
-    ("status", {"status": 500}, "kept failing (HTTP 500, after 1 retries)"),
-    ("status", {"status": 503}, "kept failing (HTTP 503, after 1 retries)"),
-    ("status", {"status": 429}, "kept failing (HTTP 429, after 1 retries)"),
-    ("status", {"status": 429, "retry_after": 1}, "kept failing (HTTP 429, after 1 retries)"),
-    ("reset", {}, "failed mid-request (after 1 retries)"),
+    ("status", {"status": 500}, "kept failing (HTTP 500, after 1 retry)"),
+    ("status", {"status": 503}, "kept failing (HTTP 503, after 1 retry)"),
+    ("status", {"status": 429}, "kept failing (HTTP 429, after 1 retry)"),
+    ("status", {"status": 429, "retry_after": 1}, "kept failing (HTTP 429, after 1 retry)"),
+    ("reset", {}, "failed mid-request (after 1 retry)"),
     pytest.param("stall", {"seconds": 3600}, TIMED_OUT, marks=pytest.mark.slow),
     # an answer of about 1.5 kB, 4 bytes a second: each read is quick, the whole takes minutes
     pytest.param("drip", {"bytes": 4, "interval": 1.0}, TIMED_OUT, marks=pytest.mark.slow),
-    ("truncate", {}, "not JSON (after 1 retries)"),
-    ("malformed", {}, "not JSON (after 1 retries)"),
+    ("truncate", {}, "not JSON (after 1 retry)"),
+    ("malformed", {}, "not JSON (after 1 retry)"),
     ("nan", {"value": "NaN"}, "the log-prob nan"),
     ("nan", {"value": "Infinity"}, "the log-prob inf"),
 ]
@@ -228,7 +236,7 @@ def test_refused_connections_are_retried_and_then_reported(proxy, faults, clean,
     for failure in outcome.failures:
         assert "cannot reach the OpenAI-compatible server at" in failure.message
         assert "ConnectionRefusedError" in failure.message
-        assert "after 1 retries" in failure.message
+        assert "after 1 retry" in failure.message
     deadline = time.monotonic() + 60
     while True:  # the proxy listens again after its 20 s
         try:
@@ -295,11 +303,11 @@ def _score(root: str, retries: int = 1):
 
 
 PRM_LASTING = [
-    ("status", {"status": 503}, "kept failing (HTTP 503, after 1 retries)", "Retryable"),
-    ("status", {"status": 429, "retry_after": 1}, "kept failing (HTTP 429, after 1 retries)",
+    ("status", {"status": 503}, "kept failing (HTTP 503, after 1 retry)", "Retryable"),
+    ("status", {"status": 429, "retry_after": 1}, "kept failing (HTTP 429, after 1 retry)",
      "Retryable"),
-    ("reset", {}, "failed mid-request (after 1 retries)", "Retryable"),
-    pytest.param("stall", {"seconds": 3600}, f"did not answer within {DEADLINE_S}s (after 1",
+    ("reset", {}, "failed mid-request (after 1 retry)", "Retryable"),
+    pytest.param("stall", {"seconds": 3600}, f"did not answer within {DEADLINE_S}s (after 1 retry)",
                  "Retryable", marks=pytest.mark.slow),
     ("truncate", {}, "the body is not JSON", "EngineError"),
     ("malformed", {}, "the body is not JSON", "EngineError"),

@@ -397,7 +397,7 @@ def test_a_server_that_never_answers_times_out_after_retries():
         remote = HTTPProcessRewardModel(url, model="m", timeout=0.3, max_retries=1)
         started = time.monotonic()
         with pytest.raises(RetryableEngineError,
-                           match="did not answer within 0.3s \\(after 1 retries\\)"):
+                           match="did not answer within 0.3s \\(after 1 retry\\)"):
             score(remote, [STEPS])
         # two tries of 0.3 s and a backoff: at least that, and far from the default 120 s
         assert 0.6 <= time.monotonic() - started < 60

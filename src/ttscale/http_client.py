@@ -45,6 +45,13 @@ def resolve_api_key(api_key: str | None) -> str:
     return DEFAULT_API_KEY
 
 
+def after_retries(retries: int | None) -> str:
+    """How many retries a failure came after, in words: "after 1 retry", "after 3 retries"."""
+    if retries is None:
+        return "after retries"
+    return f"after {retries} {'retry' if retries == 1 else 'retries'}"
+
+
 def one_line(reason: object) -> str:
     text = " ".join(str(reason).split())
     return text if len(text) <= 300 else text[:297] + "..."

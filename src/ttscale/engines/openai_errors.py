@@ -17,6 +17,7 @@ from ttscale.http_client import (
     API_KEY_ENV_VARS,
     CONTEXT_PATTERN,
     AttemptTimeoutError,
+    after_retries,
     cause_text,
     is_connect_failure,
     one_line,
@@ -36,7 +37,7 @@ def translate_error(exc: Exception, base_url: str, model: str | None,
                     retries: int | None = None) -> Exception:
     """Map what a request to the server raised (after ``retries`` retries) to a ttscale
     error: one line naming the server and the cause."""
-    after = "after retries" if retries is None else f"after {retries} retries"
+    after = after_retries(retries)
     if isinstance(exc, openai.APIConnectionError) and is_connect_failure(exc):
         # Could not open a connection at all (refused, unknown host, connect timeout): the
         # server is not there, and retrying inside a search will not bring it back.

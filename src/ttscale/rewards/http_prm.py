@@ -42,6 +42,7 @@ from ttscale.http_client import (
     CONTEXT_PATTERN,
     AttemptTimeoutError,
     RetryRule,
+    after_retries,
     cause_text,
     is_connect_failure,
     one_line,
@@ -212,8 +213,8 @@ class HTTPProcessRewardModel:
         except (openai.APIError, AttemptTimeoutError) as exc:
             raise self._error(exc) from exc
         except ValueError as exc:  # JSONDecodeError, from a body cut off or not JSON
-            raise self._bad_answer(f"the body is not JSON ({exc}; after {self.max_retries} "
-                                   "retries)") from exc
+            raise self._bad_answer(f"the body is not JSON ({exc}; "
+                                   f"{after_retries(self.max_retries)})") from exc
 
     def _body(self, texts: list[str]) -> dict[str, Any]:
         return {"model": self._model, "input": texts}
@@ -291,19 +292,19 @@ class HTTPProcessRewardModel:
                retries: int | None = None) -> Exception:
         """One line per failure, from the client's exception (raised after its retries)."""
         where = f"the PRM server at {self.root}"
-        tries = self.max_retries if retries is None else retries
+        after = after_retries(self.max_retries if retries is None else retries)
         if isinstance(exc, openai.APIConnectionError) and is_connect_failure(exc):
             return ModelLoadError(f"cannot reach {where}: {one_line(cause_text(exc))}; start "
                                   f"it (e.g. `{self.wire.serve}` or `ttscale prm serve`) or "
                                   "check the URL given to --prm")
         if isinstance(exc, openai.APITimeoutError | AttemptTimeoutError):
             return RetryableEngineError(
-                f"{where} did not answer within {timeout or self.timeout:g}s (after "
-                f"{tries} retries); it may be "
+                f"{where} did not answer within {timeout or self.timeout:g}s ({after}); "
+                "it may be "
                 "overloaded or stuck: raise the timeout or lower the concurrency")
         if isinstance(exc, openai.APIConnectionError):
-            return RetryableEngineError(f"connection to {where} failed mid-request (after "
-                                        f"{tries} retries): {one_line(cause_text(exc))}")
+            return RetryableEngineError(f"connection to {where} failed mid-request ({after}): "
+                                        f"{one_line(cause_text(exc))}")
         if isinstance(exc, openai.APIStatusError):
             status, message = exc.status_code, status_message(exc)
             if status in (401, 403):
@@ -318,8 +319,8 @@ class HTTPProcessRewardModel:
                     f"(POST {self.root}/pooling, GET /v1/models; vLLM: `{self.wire.serve}`)"
                     + (f" and the model {self._model!r}" if self._model else ""))
             if status in (408, 409, 429) or status >= 500:
-                return RetryableEngineError(f"{where} kept failing (HTTP {status}, after "
-                                            f"{tries} retries): {message}")
+                return RetryableEngineError(f"{where} kept failing (HTTP {status}, "
+                                            f"{after}): {message}")
             return EngineError(f"{where} refused the request (HTTP {status}): {message}")
         return self._bad_answer(one_line(exc))
 
