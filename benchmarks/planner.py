@@ -11,8 +11,17 @@ under ``--out``.
 ``ttscale methods``) and ``--name`` writes the results under another name, so a study with the
 wider menu stands beside the first.
 
+``--from-study RUN_DIR`` builds the study on the method study's runs instead
+(``benchmarks/methods.py``): the problems of ``--sets`` (its run folders
+``RUN_DIR/SET-none`` and ``RUN_DIR/SET-SCORER``), their methods, budgets and search settings
+read from those runs' manifests, and their records imported (``--import-runs``), so that only
+the pass@1 samples that bin the problems are drawn.
+
 Usage: python benchmarks/planner.py [--limit 24] [--out runs/plan-bench] [--threads 2]
        [--methods majority,bon,beam,dvts] [--name planner]
+       python benchmarks/planner.py --from-study runs/bench-methods
+       [--sets ladder-level-1,ladder-level-2,ladder-level-3] [--scorer grounded]
+       [--out runs/plan-wide] [--name planner-wide]
 """
 
 from __future__ import annotations
@@ -36,6 +45,50 @@ def ttscale(*args: str) -> None:
     subprocess.run(command, check=True)
 
 
+# search settings a run's manifest keeps, as `ttscale plan calibrate` options
+SETTING_OPTIONS = {"temperature": "--temperature", "top_p": "--top-p",
+                   "max_step_tokens": "--max-step-tokens", "max_depth": "--max-depth",
+                   "max_solution_tokens": "--max-solution-tokens", "width": "--width",
+                   "step_aggregation": "--step-agg", "answer_aggregation": "--answer-agg",
+                   "seed": "--seed"}
+
+
+def from_method_study(run_dir: Path, sets: list[str], scorer: str
+                      ) -> tuple[list[str], list[str]]:
+    """(problem selection, study options) of a planner study on the method study's runs: the
+    problems every run of ``sets`` finished, the runs' methods (greedy aside: its one sample
+    is no budget to plan), budgets and settings, and the runs to import."""
+    folders = [run_dir / f"{name}-{kind}" for name in sets for kind in ("none", scorer)]
+    missing = [str(f) for f in folders if not (f / "records.jsonl").exists()]
+    if missing:
+        sys.exit(f"no method study runs at {', '.join(missing)}: run benchmarks/methods.py "
+                 "first (or pick --sets it has finished)")
+    manifests = [json.loads((f / "manifest.json").read_text()) for f in folders]
+    scored = [m for f, m in zip(folders, manifests, strict=True) if f.name.endswith(scorer)]
+    settings = scored[0]["identity"]["settings"]
+    if any(m["identity"]["settings"] != settings for m in scored):
+        sys.exit(f"the {scorer} runs of {', '.join(sets)} differ in their search settings")
+    datasets = {m["identity"]["dataset"] for m in manifests}
+    if len(datasets) != 1:
+        sys.exit(f"the sets come from several datasets ({', '.join(sorted(datasets))}); a plan "
+                 "is calibrated on one")
+    ids = None
+    for folder in folders:  # a problem's records are written together: present means done
+        done = {json.loads(line)["problem_id"] for line in
+                (folder / "records.jsonl").read_text().splitlines() if line.strip()}
+        ids = done if ids is None else ids & done
+    methods = [m for m in dict.fromkeys(m for manifest in manifests for m in manifest["methods"])
+               if m != "greedy"]
+    budgets = sorted({n for manifest in manifests for n in manifest["budgets"]})
+    options = ["--methods", ",".join(methods), "--n", ",".join(map(str, budgets)),
+               "--prm", scorer]
+    for key, option in SETTING_OPTIONS.items():
+        options += [option, str(settings[key])]
+    for folder in folders:
+        options += ["--import-runs", str(folder.resolve())]
+    return ["--dataset", datasets.pop(), "--ids", ",".join(sorted(ids or ()))], options
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", type=Path, default=Path("runs/plan-bench"))
@@ -49,17 +102,30 @@ def main() -> None:
     parser.add_argument("--methods", default="majority,bon,beam,dvts",
                         help="the fixed methods the plan chooses among")
     parser.add_argument("--name", default="planner", help="results file name")
+    parser.add_argument("--from-study", type=Path, default=None,
+                        help="the method study's run folder (benchmarks/methods.py --run-dir)")
+    parser.add_argument("--sets", default="ladder-level-1,ladder-level-2,ladder-level-3",
+                        help="with --from-study: its problem sets")
+    parser.add_argument("--scorer", default="grounded", help="with --from-study: its scorer")
     args = parser.parse_args()
-    tree_methods = [m for m in args.methods.split(",") if m in ("beam", "dvts")]
-    settings = ["--max-step-tokens", "48", "--max-depth", "8", "--max-solution-tokens", "192",
-                "--width", "4", "--prm", "self"]
     threads = ["--threads", str(args.threads)] if args.threads else []
+    if args.from_study:
+        selection, study = from_method_study(args.from_study, args.sets.split(","), args.scorer)
+        description = {"from_study": str(args.from_study), "sets": args.sets,
+                       "scorer": args.scorer, "problems": len(selection[3].split(","))}
+    else:
+        tree_methods = [m for m in args.methods.split(",") if m in ("beam", "dvts")]
+        selection = ["--dataset", "gsm8k", "--limit", str(args.limit)]
+        study = ["--methods", args.methods, "--n", args.n,
+                 *(f for m in tree_methods for f in ("--method-n", f"{m}={args.tree_n}")),
+                 "--max-step-tokens", "48", "--max-depth", "8", "--max-solution-tokens", "192",
+                 "--width", "4", "--prm", "self"]
+        description = {"dataset": "gsm8k", "limit": args.limit, "methods": args.methods,
+                       "budgets": args.n, "tree_budgets": args.tree_n}
     started = time.perf_counter()
-    ttscale("plan", "calibrate", "--out", str(args.out), "--dataset", "gsm8k", "--limit",
-            str(args.limit), "--methods", args.methods, "--n", args.n,
-            *(f for m in tree_methods for f in ("--method-n", f"{m}={args.tree_n}")),
+    ttscale("plan", "calibrate", "--out", str(args.out), *selection, *study,
             "--probe", str(args.probe), "--difficulty-samples", str(args.difficulty_samples),
-            "--min-problems", str(args.min_problems), *settings, *threads)
+            "--min-problems", str(args.min_problems), *threads)
     ttscale("plan", "evaluate", "--plan", str(args.out / "plan.json"), *threads)
     seconds = time.perf_counter() - started
     plan = json.loads((args.out / "plan.json").read_text())
@@ -68,11 +134,10 @@ def main() -> None:
     result = {
         "machine": {"platform": platform.platform(), "cpus": os.cpu_count(),
                     "python": platform.python_version()},
-        "settings": {"dataset": "gsm8k", "limit": args.limit, "methods": args.methods,
-                     "budgets": args.n,
-                     "tree_budgets": args.tree_n, "probe": args.probe,
+        "settings": {**description, "probe": args.probe,
                      "difficulty_samples": args.difficulty_samples,
-                     "min_problems": args.min_problems, "search": settings},
+                     "min_problems": args.min_problems,
+                     "study": [a for a in study if not a.startswith("/")]},
         "seconds_this_invocation": round(seconds, 1),
         "plan": {k: plan[k] for k in ("policy", "scorer", "budgets", "bins", "bin_ranges",
                                       "probe", "choices", "fallbacks")},

@@ -4,6 +4,7 @@ plan, or write the paper's prior rules as one."""
 from __future__ import annotations
 
 import asyncio
+import logging
 from pathlib import Path
 from typing import Annotated
 
@@ -77,6 +78,8 @@ INVOCATION = ("engine", "model", "base_url", "params", "n_ctx", "threads", "devi
               "trust_remote_code", "prompt", "chat_template", "thinking", "prm", "prm_device",
               "prm_dtype", "prm_format", "prm_params")
 
+logger = logging.getLogger(__name__)
+
 STUDY_METHODS = as_text(StudyConfig.methods)
 STUDY_BUDGETS = as_text(StudyConfig.budgets)
 PlanPathOpt = Annotated[Path, typer.Option("--plan", help="a plan.json written by "
@@ -98,6 +101,10 @@ BinsOpt = Annotated[str, typer.Option(help="absolute (the paper's easy > 50 %, m
                                            "10-50 %, hard < 10 % pass@1) or quantile:K")]
 MinProblemsOpt = Annotated[int, typer.Option(help="fewest calibration problems a bin needs "
                                                   "before its choices replace the prior")]
+ImportRunsOpt = Annotated[list[Path] | None, typer.Option(
+    "--import-runs", help="a `ttscale run` folder of the same policy, prompt and dataset whose "
+                          "records of the study's methods and budgets are copied in instead "
+                          "of run again (repeat for more folders)")]
 
 
 def calibrate(
@@ -117,6 +124,7 @@ def calibrate(
     difficulty_samples: DifficultySamplesOpt = StudyConfig.difficulty_samples,
     bins: BinsOpt = StudyConfig.bins,
     min_problems: MinProblemsOpt = StudyConfig.min_problems,
+    import_runs: ImportRunsOpt = None,
     thinking_budgets: Annotated[str | None, typer.Option(
         help="a reasoning policy: also measure the whole-solution methods with their thoughts "
              "cut at each of these budgets (tokens), as options method+thinkB")] = None,
@@ -163,15 +171,18 @@ def calibrate(
 def _calibrate(options: dict):
     """The plan a study writes, its runs resumed from the study folder."""
     from ttscale.run.calibrate import calibrate as run_calibration
+    from ttscale.run.import_runs import check_sources
 
     study = _study(options)
     study.split()  # bad dataset input fails before a model loads
+    imports = [path.resolve() for path in options["import_runs"] or ()]
+    check_sources(imports)
     invocation = {key: options[key] for key in INVOCATION}
     policy, scorer, chosen_prompt = _load_models(invocation)
     with progress_display() as display:
         return asyncio.run(run_calibration(study, policy, scorer, chosen_prompt,
                                            options["out_dir"], labelled(display),
-                                           invocation=invocation))
+                                           invocation=invocation, imports=imports))
 
 
 def _study(options: dict) -> StudyConfig:
@@ -274,9 +285,16 @@ def _run_evaluation_half(plan, study, evaluation_ids: list[str], out_dir: Path,
     if mismatch:
         raise ValueError(mismatch[0].replace("; the prior rules decide", "") +
                          ": evaluate with the policy and scorer it was calibrated for")
+    imports = []
+    for source in map(Path, plan.info.get("imports", ())):
+        if (source / "manifest.json").exists():
+            imports.append(source)
+        else:  # the evaluation then runs what the study folder lacks
+            logger.warning("%s, a run folder the plan was calibrated with, is gone: its "
+                           "records of the evaluation half are not imported", source)
     with progress_display() as display:
         asyncio.run(run_half(study, "evaluation", evaluation_ids, policy, scorer,
-                             chosen_prompt, out_dir, labelled(display)))
+                             chosen_prompt, out_dir, labelled(display), imports))
 
 
 def _write_evaluation(plan, result, out_dir: Path) -> None:

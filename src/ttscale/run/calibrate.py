@@ -35,7 +35,8 @@ from ttscale.planner.split import split_ids
 from ttscale.prompts import PromptFormat
 from ttscale.records import RECORDS_FILE, read_records
 from ttscale.rewards.base import Scorer
-from ttscale.run.runner import DatasetSelection, RunConfig, RunOutcome, run
+from ttscale.run.import_runs import import_records
+from ttscale.run.runner import DatasetSelection, RunConfig, RunOutcome, fingerprint, run
 from ttscale.search import METHODS
 from ttscale.settings import SearchSettings
 
@@ -148,8 +149,11 @@ Progress = Callable[[str, int, int], None]
 
 async def run_half(config: StudyConfig, half: str, ids: Sequence[str], policy: Policy,
                    scorer: Scorer | None, prompt: PromptFormat, out: Path,
-                   progress: Progress | None = None) -> tuple[RunOutcome, RunOutcome]:
-    """Every method × budget on one half, then its pass@1 samples; both resumable."""
+                   progress: Progress | None = None, imports: Sequence[Path] = ()
+                   ) -> tuple[RunOutcome, RunOutcome]:
+    """Every method × budget on one half, then its pass@1 samples; both resumable. The
+    records ``imports`` (run folders) already hold for this half are copied in first, and
+    only what they lack is run."""
     def hook(label: str):
         return None if progress is None else (lambda done, total: progress(label, done, total))
 
@@ -157,7 +161,12 @@ async def run_half(config: StudyConfig, half: str, ids: Sequence[str], policy: P
         raise ConfigError("--thinking-budgets measures a policy that thinks: this prompt "
                           "expects no thought (use a reasoning model's chat template, or "
                           "--thinking on)")
-    methods = await run(config.run_config(ids), policy, scorer, out / "runs" / half, prompt,
+    methods_config = config.run_config(ids)
+    if imports:
+        import_records(imports, out / "runs" / half,
+                       fingerprint(methods_config, policy.info, prompt), ids,
+                       methods_config.jobs())
+    methods = await run(methods_config, policy, scorer, out / "runs" / half, prompt,
                         on_problem_done=hook(f"{half}: methods"))
     for budget in config.thinking_budgets:
         await run(config.run_config(ids, budget), policy, scorer,
@@ -250,18 +259,21 @@ def _pass_at_1(rate: PassRate, binning) -> dict:
 
 async def calibrate(config: StudyConfig, policy: Policy, scorer: Scorer | None,
                     prompt: PromptFormat, out: Path, progress: Progress | None = None,
-                    invocation: dict | None = None) -> Plan:
+                    invocation: dict | None = None, imports: Sequence[Path] = ()) -> Plan:
     """Run (or resume) the calibration half and write ``out/plan.json``. ``invocation``: how
-    the policy and scorer were loaded, kept in the plan so that evaluation loads the same."""
+    the policy and scorer were loaded, kept in the plan so that evaluation loads the same.
+    ``imports``: run folders whose records of this study are taken instead of run again (kept
+    in the plan, so that evaluation takes its half's from them too)."""
     calibration_ids, evaluation_ids = config.split()
     await run_half(config, "calibration", calibration_ids, policy, scorer, prompt, out,
-                   progress)
+                   progress, imports)
     outcomes, pass_rates = read_half(out, "calibration", calibration_ids, config.probe_size,
                                      config.thinking_budgets)
     plan = build_plan(config, outcomes, pass_rates,
                       policy={"name": policy.info.name, "parameters": policy.info.parameters},
                       width=config.settings.width,
                       info={"evaluation_problems": evaluation_ids,
-                            "invocation": invocation or {}})
+                            "invocation": invocation or {},
+                            **({"imports": [str(p) for p in imports]} if imports else {})})
     plan.save(out / PLAN_FILE)
     return plan
