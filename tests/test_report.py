@@ -420,6 +420,37 @@ class TestStaticFigures:
         layout = plotly_figure(all_series([run], bins), "n", bins.facets())["layout"]
         assert layout["xaxis"]["dtick"] == pytest.approx(3 * 0.30103, rel=1e-4)
 
+    def test_a_study_of_many_methods_draws_no_two_lines_alike_and_its_whole_legend(self):
+        """Fourteen methods over two runs (a method study): more lines than colours."""
+        import matplotlib.pyplot as plt
+
+        from ttscale.report.curves import Point, Series
+        from ttscale.search import METHODS
+
+        def line(run, method, k):
+            points = tuple(Point(n, 10, bootstrap_mean([k % 2] * 10), 1e9 * n * (1 + k / 10))
+                           for n in (4, 16))
+            return Series(run, method, "min/prm_vote", True, ALL, points)
+
+        methods = [m for m in METHODS if m != "auto"][:14]
+        series = [line(run, method, k) for run in ("level-1-none", "level-1-grounded")
+                  for k, method in enumerate(methods)]
+        series += [Series("level-1-none", ref, "-", True, ALL, series[0].points)
+                   for ref in (PASS, MAJORITY)]
+        figure = draw_static(series, "flops", (ALL,))
+        try:
+            figure.canvas.draw()
+            renderer = figure.canvas.get_renderer()
+            drawn = [(ln.get_color(), ln.get_marker()) for ln in figure.axes[0].lines
+                     if ln.get_linestyle() == "-"]
+            assert len(drawn) == 28 and len(set(drawn)) == 28
+            [legend] = figure.legends
+            assert len(legend.get_texts()) == 30
+            box, axes = legend.get_window_extent(renderer), figure.axes[0]
+            assert box.y0 >= 0 and box.y1 <= axes.get_tightbbox(renderer).y0  # below the plot
+        finally:
+            plt.close(figure)
+
     @pytest.mark.parametrize("factor", [1.5, 2, 3, 5, 10, 30, 100, 1e3, 1e4, 1e5, 1e6])
     @pytest.mark.parametrize("low", [1e9, 1.5e11, 3.7e10, 6e11])
     def test_locator_keeps_a_few_spread_ticks(self, factor, low):

@@ -21,12 +21,29 @@ def _x(point, axis: str) -> float | None:
     return point.n if axis == "n" else point.flops
 
 
-def _colors(series: Sequence[Series]) -> dict[tuple[str, str, str], str]:
+# past ten lines the colours come round again, each round with a marker of its own
+MARKERS = ("o", "s", "^", "D", "v")
+PLOTLY_SYMBOLS = {"o": "circle", "s": "square", "^": "triangle-up", "D": "diamond",
+                  "v": "triangle-down"}
+
+
+def _styles(series: Sequence[Series]) -> dict[tuple[str, str, str], tuple[str, str]]:
+    """(colour, marker) of each line that is not a reference: no two lines alike while
+    there are fewer than 50 (a study of a dozen methods over a few runs has more than ten)."""
     keys: dict[tuple[str, str, str], None] = {}
     for line in series:
         if not line.reference:
             keys.setdefault((line.run_id, line.method, line.aggregation), None)
-    return {key: PALETTE[i % len(PALETTE)] for i, key in enumerate(keys)}
+    return {key: (PALETTE[i % len(PALETTE)], MARKERS[i // len(PALETTE) % len(MARKERS)])
+            for i, key in enumerate(keys)}
+
+
+def _style(line: Series, styles: dict) -> tuple[str, str, str]:
+    """(colour, dash, marker) of a line."""
+    if line.reference:
+        return (*REFERENCE_STYLE[line.method], "o")
+    color, marker = styles[(line.run_id, line.method, line.aggregation)]
+    return color, "solid", marker
 
 
 def _rgba(color: str, alpha: float) -> str:
@@ -54,7 +71,7 @@ def plotly_figure(series: Sequence[Series], axis: str, facets: Sequence[str]) ->
     """One figure, a column per difficulty facet; every line with its bootstrap band. Lines
     for other aggregations than the run's start hidden (click the legend to show them)."""
     several_runs = len({line.run_id for line in series}) > 1
-    colors = _colors(series)
+    styles = _styles(series)
     traces: list[dict] = []
     shown: set[str] = set()
     width = 1.0 / len(facets)
@@ -89,10 +106,7 @@ def plotly_figure(series: Sequence[Series], axis: str, facets: Sequence[str]) ->
             if not points:
                 continue
             name = line.name(several_runs)
-            if line.reference:
-                color, dash = REFERENCE_STYLE[line.method]
-            else:
-                color, dash = colors[(line.run_id, line.method, line.aggregation)], "solid"
+            color, dash, marker = _style(line, styles)
             visible = True if line.default else "legendonly"
             xs = [_x(p, axis) for p in points]
             hover = [f"{name}<br>N={p.n}: {p.accuracy.value:.1%} "
@@ -110,7 +124,8 @@ def plotly_figure(series: Sequence[Series], axis: str, facets: Sequence[str]) ->
                 "type": "scatter", "mode": "lines+markers", "x": xs,
                 "y": [p.accuracy.value for p in points], "name": name,
                 "line": {"color": color, "dash": dash, "width": 2},
-                "marker": {"size": 6}, "text": hover, "hovertemplate": "%{text}<extra></extra>",
+                "marker": {"size": 6, "symbol": PLOTLY_SYMBOLS[marker]}, "text": hover,
+                "hovertemplate": "%{text}<extra></extra>",
                 "showlegend": name not in shown, **common})
             shown.add(name)
     title = "Accuracy vs budget" if axis == "n" else "Accuracy vs compute"
@@ -129,8 +144,13 @@ def draw_static(series: Sequence[Series], axis: str, facets: Sequence[str]):
     from ttscale.report.ticks import integer_label, readable_log_axis, si_label
 
     several_runs = len({line.run_id for line in series}) > 1
-    colors = _colors(series)
-    figure, axes = plt.subplots(1, len(facets), figsize=(4.2 * len(facets) + 1, 3.8),
+    styles = _styles(series)
+    shown = [line for line in series if line.default and line.bin == facets[0]]
+    columns = 2 if several_runs else 3  # long labels (run · method (aggregation)) need room
+    legend_rows = math.ceil(len(shown) / columns)
+    legend_height = 0.2 * legend_rows + 0.2 if legend_rows else 0.0
+    figure, axes = plt.subplots(1, len(facets),
+                                figsize=(4.2 * len(facets) + 1, 3.8 + legend_height),
                                 sharey=True, squeeze=False)
     dash_styles = {"dot": ":", "dash": "--", "solid": "-"}
     for ax, facet in zip(axes[0], facets, strict=True):
@@ -140,13 +160,10 @@ def draw_static(series: Sequence[Series], axis: str, facets: Sequence[str]):
             points = [p for p in line.points if _x(p, axis) is not None]
             if not points:
                 continue
-            if line.reference:
-                color, dash = REFERENCE_STYLE[line.method]
-            else:
-                color, dash = colors[(line.run_id, line.method, line.aggregation)], "solid"
+            color, dash, marker = _style(line, styles)
             xs = [_x(p, axis) for p in points]
             ax.plot(xs, [p.accuracy.value for p in points], dash_styles[dash], color=color,
-                    marker="o", markersize=3, label=line.name(several_runs))
+                    marker=marker, markersize=3.5, label=line.name(several_runs))
             ax.fill_between(xs, [p.accuracy.low for p in points],
                             [p.accuracy.high for p in points], color=color, alpha=0.12,
                             linewidth=0)
@@ -165,10 +182,11 @@ def draw_static(series: Sequence[Series], axis: str, facets: Sequence[str]):
             ax.set_xlim(min(low for low, _ in drawn), max(high for _, high in drawn))
     axes[0][0].set_ylabel("accuracy")
     handles, labels = axes[0][0].get_legend_handles_labels()
+    bottom = legend_height / figure.get_figheight()
     if handles:
-        figure.legend(handles, labels, loc="lower center", ncol=min(4, len(labels)),
+        figure.legend(handles, labels, loc="lower center", ncol=min(columns, len(labels)),
                       fontsize=8, frameon=False)
-    figure.tight_layout(rect=(0, 0.08 + 0.04 * (len(labels) // 4), 1, 1))
+    figure.tight_layout(rect=(0, bottom, 1, 1))
     return figure
 
 
@@ -179,7 +197,7 @@ def save_static(series: Sequence[Series], axis: str, facets: Sequence[str], path
 
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        figure.savefig(path, dpi=150)
+        figure.savefig(path, dpi=150, bbox_inches="tight")  # the legend whole, however long
     finally:
         plt.close(figure)
     return path
