@@ -12,6 +12,8 @@ which difficulty and budget.
    generated tokens, seconds and solutions drawn per problem; per problem set and budget the
    most accurate method (ties: the cheaper), i.e. the compute-optimal choice at that
    difficulty.
+   Per problem set, ``ttscale report``'s accuracy curves of its runs (against N and against
+   FLOPs), as PNG files under ``methods-curves/``.
 3. Adaptive methods (records with an ``adaptive`` entry): their FLOPs as a ratio to the fixed
    method they stop early from (majority vote, or Best-of-N with the same scorer) at the same
    N, with a paired bootstrap interval, beside the paired accuracy difference.
@@ -36,6 +38,7 @@ import platform
 import shutil
 import subprocess
 import sys
+import tempfile
 from collections import defaultdict
 from collections.abc import Sequence
 from pathlib import Path
@@ -189,7 +192,8 @@ def _pct(estimate: dict) -> str:
             .replace("%", ""))
 
 
-def markdown(rows: list[dict], ratios: list[dict], best: list[dict], setup: dict) -> str:
+def markdown(rows: list[dict], ratios: list[dict], best: list[dict], setup: dict,
+             curves: dict[str, list[Path]] | None = None) -> str:
     lines = ["# The method study on the embedded model", "",
              f"Machine: {setup['machine']}. Settings: `{' '.join(setup['settings'])}`; budgets "
              f"N = {', '.join(map(str, setup['n']))}. Accuracy in %, 95 % bootstrap interval "
@@ -210,6 +214,8 @@ def markdown(rows: list[dict], ratios: list[dict], best: list[dict], setup: dict
                          f"| {r['generated_tokens']:.0f} | {r['seconds']:.1f} "
                          f"| {r['drawn']:.1f} |")
         lines.append("")
+        for image in (curves or {}).get(set_name, ()):  # beside methods.md
+            lines += [f"![{image.stem}]({image.parent.name}/{image.name})", ""]
     lines += ["## Compute-optimal choice", "",
               "| problems | N | method | scorer | accuracy | FLOPs |", "|---|---|---|---|---|---|"]
     lines += [f"| {r['problems']} | {r['n']} | {r['method']} | {r['scorer']} "
@@ -280,8 +286,30 @@ def main() -> None:
     (args.results / "methods.json").write_text(json.dumps(
         {"setup": setup, "rows": rows, "adaptive": ratios, "compute_optimal": best},
         indent=2) + "\n")
-    (args.results / "methods.md").write_text(markdown(rows, ratios, best, setup))
+    curves = draw_curves(runs, args.results / "methods-curves")
+    (args.results / "methods.md").write_text(markdown(rows, ratios, best, setup, curves))
     print(f"wrote {args.results / 'methods.md'}")
+
+
+def draw_curves(runs, folder: Path) -> dict[str, list[Path]]:
+    """Per problem set, ``ttscale report``'s accuracy curves (against N and against FLOPs)
+    of all its runs, as PNG files under ``folder``: {problem set: [files]}."""
+    by_set: dict[str, list[Path]] = defaultdict(list)
+    for set_name, _, run_dir in runs:
+        by_set[set_name].append(run_dir)
+    drawn = {}
+    for set_name, run_dirs in by_set.items():
+        with tempfile.TemporaryDirectory() as scratch:
+            report = Path(scratch) / "report.html"
+            ttscale("report", *map(str, run_dirs), "-o", str(report), "--format", "png",
+                    "--title", f"The method study: {set_name}")
+            folder.mkdir(parents=True, exist_ok=True)
+            drawn[set_name] = []
+            for image in sorted((Path(scratch) / "report-files").glob("*.png")):
+                target = folder / f"{set_name.replace(' ', '-')}-{image.name}"
+                shutil.copyfile(image, target)
+                drawn[set_name].append(target)
+    return drawn
 
 
 if __name__ == "__main__":
