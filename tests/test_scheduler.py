@@ -105,6 +105,33 @@ def test_coalescer_merges_waiting_calls_and_isolates_a_bad_one() -> None:
     assert batches == [[1, 2, -3, 4], [1], [2], [-3], [4]]
 
 
+class Interrupted(BaseException):
+    """Not an Exception: what a batch is not retried for (an interrupt, an exit)."""
+
+
+@pytest.mark.parametrize("raised", [Interrupted, asyncio.CancelledError])
+def test_a_batch_that_ends_without_an_answer_wakes_every_caller(raised) -> None:
+    # a caller left waiting for a reply that never comes would hang its whole run
+    started = asyncio.Event()
+
+    async def dies(requests: list[int]) -> list[int]:
+        started.set()
+        await asyncio.sleep(0.01)
+        raise raised()
+
+    coalescer = Coalescer(dies)
+
+    async def go():
+        first = [asyncio.ensure_future(coalescer(r)) for r in (1, 2)]
+        await started.wait()
+        late = asyncio.ensure_future(coalescer(3))  # waits for the next batch
+        return await asyncio.wait_for(asyncio.gather(*first, late, return_exceptions=True),
+                                      timeout=60)
+
+    results = asyncio.run(go())
+    assert len(results) == 3 and all(isinstance(r, raised) for r in results), results
+
+
 # -- batching in the engine gives what one call at a time gives --------------------------------
 def _one_by_one(engine, prompts, **knobs):
     rows = []

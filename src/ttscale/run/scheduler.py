@@ -120,6 +120,12 @@ class Coalescer(Generic[Request, Reply]):
                     outcomes = [(None, error)]
                 else:
                     outcomes = [await self._alone(r) for r, _ in batch]
+            except BaseException as error:  # a cancellation, an interrupt: no caller may wait
+                self._abandon([f for _, f in batch] + [f for _, f in self._pending], error)
+                self._pending = []
+                if isinstance(error, asyncio.CancelledError):
+                    raise
+                return  # the callers raise it: this worker is no one's to read
             for (_, future), (reply, error) in zip(batch, outcomes, strict=True):
                 if future.cancelled():
                     continue
@@ -127,6 +133,17 @@ class Coalescer(Generic[Request, Reply]):
                     future.set_result(reply)
                 else:
                     future.set_exception(error)
+
+    @staticmethod
+    def _abandon(futures: list[asyncio.Future], error: BaseException) -> None:
+        """Wake every caller of a batch that will not be answered, with ``error``."""
+        for future in futures:
+            if future.done():
+                continue
+            if isinstance(error, asyncio.CancelledError):
+                future.cancel()
+            else:
+                future.set_exception(error)
 
     async def _alone(self, request: Request) -> tuple[Any, BaseException | None]:
         try:
