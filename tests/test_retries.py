@@ -76,13 +76,21 @@ def test_the_servers_retry_after_is_the_wait():
 
 def test_a_wait_longer_than_the_limit_or_a_server_that_says_no_is_not_retried():
     too_long = HTTPError(429, retry_after=str(MAX_RETRY_AFTER_S + 1))
+    too_long_ms = HTTPError(429, retry_after_ms=str((MAX_RETRY_AFTER_S + 1) * 1000))
     told_not_to = HTTPError(503, x_should_retry="false")
-    for error in (too_long, told_not_to):
+    for error in (too_long, too_long_ms, told_not_to):
         attempt = Script(error)
         with pytest.raises(HTTPError):
             _run(attempt, RetryRule(retries=3, deadline=5))
         assert attempt.calls == 1
     assert is_retryable(HTTPError(400, x_should_retry="true"))
+
+
+def test_a_wait_that_is_no_usable_number_gets_the_usual_backoff():
+    for header in ("-5", "inf", "nan", "Wed, 21 Oct 2026 07:28:00 GMT"):
+        attempt = Script(HTTPError(503, retry_after=header))
+        result, [wait] = _run(attempt, RetryRule(retries=1, deadline=5))
+        assert result == "ok" and 0.75 * FIRST_BACKOFF_S <= wait <= FIRST_BACKOFF_S, header
 
 
 def test_client_errors_are_raised_at_once():

@@ -149,9 +149,10 @@ class RetryRule:
         return min(FIRST_BACKOFF_S * 2.0**retry, MAX_BACKOFF_S) * (1 - 0.25 * random.random())
 
 
-def retry_after(exc: BaseException) -> float | None:
-    """The Retry-After (or retry-after-ms) of an HTTP error answer, in seconds, when it asks
-    for a wait of at most ``MAX_RETRY_AFTER_S``."""
+def asked_wait(exc: BaseException) -> float | None:
+    """The wait an HTTP error answer asks for, in seconds (``retry-after-ms``, else
+    ``Retry-After``); None where it asks none or gives no usable number (an HTTP date,
+    garbage, a negative or infinite one)."""
     response = getattr(exc, "response", None)
     headers = getattr(response, "headers", None)
     if headers is None:
@@ -164,8 +165,14 @@ def retry_after(exc: BaseException) -> float | None:
         else:
             return None
     except (TypeError, ValueError):
-        return None  # an HTTP date, or garbage: the usual backoff
-    return seconds if math.isfinite(seconds) and 0 <= seconds <= MAX_RETRY_AFTER_S else None
+        return None
+    return seconds if math.isfinite(seconds) and seconds >= 0 else None
+
+
+def retry_after(exc: BaseException) -> float | None:
+    """The wait an HTTP error answer asks for, when it is at most ``MAX_RETRY_AFTER_S``."""
+    seconds = asked_wait(exc)
+    return seconds if seconds is not None and seconds <= MAX_RETRY_AFTER_S else None
 
 
 def is_retryable(exc: BaseException) -> bool:
@@ -179,12 +186,9 @@ def is_retryable(exc: BaseException) -> bool:
         headers = getattr(getattr(exc, "response", None), "headers", None) or {}
         if headers.get("x-should-retry") in ("true", "false"):
             return headers["x-should-retry"] == "true"
-        if headers.get("retry-after") is not None and retry_after(exc) is None:
-            try:
-                float(headers["retry-after"])
-                return False  # asks for a wait longer than MAX_RETRY_AFTER_S
-            except ValueError:
-                pass
+        asked = asked_wait(exc)
+        if asked is not None and asked > MAX_RETRY_AFTER_S:
+            return False  # asks for a wait longer than we wait
         return status in RETRY_STATUSES or status >= 500
     # the client's connection and timeout errors (openai.APIConnectionError and its
     # subclass APITimeoutError), and an answer it could not parse
