@@ -9,7 +9,7 @@ import json
 import pytest
 
 from fakes import ScriptedPolicy
-from ttscale.errors import ConfigError
+from ttscale.errors import ConfigError, RunStateError
 from ttscale.prompts import PromptFormat
 from ttscale.records import read_records
 from ttscale.rewards import load_scorer
@@ -105,6 +105,12 @@ def test_a_scored_method_of_another_step_aggregation_is_left_and_run_again(tmp_p
     [again] = import_records([other], target, identity, [f"p{k}" for k in range(8)],
                              run_config.jobs())
     assert again.imported == 0 and again.left["records already in the study"] == 16
+    assert len(records(target)) == 16
+    # a folder begun under other settings takes nothing: its run would refuse them all
+    (target / "manifest.json").write_text(json.dumps({"identity": {
+        **identity, "settings": {**identity["settings"], "max_depth": 3}}}))
+    with pytest.raises(RunStateError, match="differs in: settings.max_depth"):
+        import_records([other], target, identity, ["p0"], run_config.jobs())
     assert len(records(target)) == 16
 
 

@@ -97,6 +97,12 @@ def import_records(sources: Sequence[Path], run_dir: Path, identity: dict,
     wanted_problems, wanted_jobs = set(problem_ids), set(jobs)
     tallies = []
     with RunFolderLock(run_dir):
+        if (run_dir / MANIFEST_FILE).exists():  # records of other settings must not mix in
+            differing = differing_fields(read_identity(run_dir), identity)
+            if differing:
+                raise RunStateError(f"{run_dir} holds a run with other settings (differs in: "
+                                    f"{', '.join(differing)}); resume it with its own "
+                                    "settings, or use another --out folder")
         done = {r["key"] for r in read_records(run_dir / RECORDS_FILE).records}
         with RecordWriter(run_dir / RECORDS_FILE) as writer:
             for source in sources:
