@@ -175,8 +175,10 @@ def adaptive_ratios(table) -> list[dict]:
     return rows
 
 
-def compute_optimal(rows: list[dict]) -> list[dict]:
-    """Per problem set and budget, the most accurate method (ties: fewer FLOPs)."""
+def compute_optimal(rows: list[dict], table) -> list[dict]:
+    """Per problem set and budget, the most accurate method (ties: fewer FLOPs), and the
+    methods it cannot be told apart from: the paired 95 % interval of their accuracy
+    difference on the problems both answered reaches 0 (cheapest first)."""
     best: dict[tuple[str, int], dict] = {}
     for row in rows:
         key = (row["problems"], row["n"])
@@ -184,7 +186,26 @@ def compute_optimal(rows: list[dict]) -> list[dict]:
         if key not in best or rank > (best[key]["accuracy"]["value"],
                                       -(best[key]["flops"] or float("inf"))):
             best[key] = row
-    return [best[key] for key in sorted(best)]
+    chosen = []
+    for key in sorted(best):
+        top = best[key]
+        mine = table[(top["problems"], top["method"], top["scorer"], top["n"])]
+        tied = []
+        for row in rows:
+            if (row["problems"], row["n"]) != key or row is top:
+                continue
+            theirs = table[(row["problems"], row["method"], row["scorer"], row["n"])]
+            shared = sorted(set(mine) & set(theirs))
+            if not shared:
+                continue
+            difference = paired_difference([float(mine[p]["correct"]) for p in shared],
+                                           [float(theirs[p]["correct"]) for p in shared])
+            if difference.low <= 0:
+                tied.append({"method": row["method"], "scorer": row["scorer"],
+                             "flops": row["flops"], "difference": difference.to_dict()})
+        tied.sort(key=lambda t: t["flops"] or float("inf"))
+        chosen.append({**top, "tied": tied})
+    return chosen
 
 
 def _pct(estimate: dict) -> str:
@@ -217,9 +238,14 @@ def markdown(rows: list[dict], ratios: list[dict], best: list[dict], setup: dict
         for image in (curves or {}).get(set_name, ()):  # beside methods.md
             lines += [f"![{image.stem}]({image.parent.name}/{image.name})", ""]
     lines += ["## Compute-optimal choice", "",
-              "| problems | N | method | scorer | accuracy | FLOPs |", "|---|---|---|---|---|---|"]
+              "Within noise: the methods whose paired 95 % interval of the accuracy difference "
+              "to the best reaches 0, cheapest first (the cheaper of them are as good a choice "
+              "on this evidence).", "",
+              "| problems | N | method | scorer | accuracy | FLOPs | within noise |",
+              "|---|---|---|---|---|---|---|"]
     lines += [f"| {r['problems']} | {r['n']} | {r['method']} | {r['scorer']} "
-              f"| {_pct(r['accuracy'])} | {format_flops(r['flops'])} |" for r in best]
+              f"| {_pct(r['accuracy'])} | {format_flops(r['flops'])} "
+              f"| {_tied(r['tied'])} |" for r in best]
     if ratios:
         lines += ["", "## Adaptive methods against the fixed method they stop early from", "",
                   "| problems | method | scorer | N | versus | problems | FLOPs ratio | "
@@ -231,6 +257,11 @@ def markdown(rows: list[dict], ratios: list[dict], best: list[dict], setup: dict
                          f"| {f['value']:.2f} [{f['low']:.2f}, {f['high']:.2f}] "
                          f"| {_signed(r['accuracy_difference'])} |")
     return "\n".join(lines) + "\n"
+
+
+def _tied(tied: list[dict]) -> str:
+    return ", ".join(f"{t['method']}" + (f"/{t['scorer']}" if t["scorer"] != "none" else "")
+                     + f" ({format_flops(t['flops'])})" for t in tied) or "none"
 
 
 def _signed(estimate: dict) -> str:
@@ -268,7 +299,7 @@ def main() -> None:
     rows = [_row(*key, records) for key, records in table.items() if records]
     rows.sort(key=lambda r: (r["problems"], r["n"], list(METHODS).index(r["method"]),
                              r["scorer"]))
-    ratios, best = adaptive_ratios(table), compute_optimal(rows)
+    ratios, best = adaptive_ratios(table), compute_optimal(rows, table)
     planned = {name: args.per_level if name.startswith("ladder") else args.gsm8k
                for name in problem_sets(args.levels, args.per_level, args.gsm8k)}
     done = {(set_name, scorer): len({r["problem_id"] for r in
