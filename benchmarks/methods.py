@@ -327,7 +327,8 @@ def draw_curves(runs, folder: Path) -> dict[str, list[Path]]:
     of all its runs, as PNG files under ``folder``: {problem set: [files]}."""
     by_set: dict[str, list[Path]] = defaultdict(list)
     for set_name, _, run_dir in runs:
-        by_set[set_name].append(run_dir)
+        if read_records(run_dir / "records.jsonl").records:  # a run just begun has none yet
+            by_set[set_name].append(run_dir)
     drawn = {}
     for set_name, run_dirs in by_set.items():
         with tempfile.TemporaryDirectory() as scratch:
