@@ -317,18 +317,19 @@ def main() -> None:
     (args.results / "methods.json").write_text(json.dumps(
         {"setup": setup, "rows": rows, "adaptive": ratios, "compute_optimal": best},
         indent=2) + "\n")
-    curves = draw_curves(runs, args.results / "methods-curves")
+    curves = draw_curves([run for run in runs if done[run[:2]]],  # a run just begun: none
+                         args.results / "methods-curves")
     (args.results / "methods.md").write_text(markdown(rows, ratios, best, setup, curves))
     print(f"wrote {args.results / 'methods.md'}")
 
 
 def draw_curves(runs, folder: Path) -> dict[str, list[Path]]:
     """Per problem set, ``ttscale report``'s accuracy curves (against N and against FLOPs)
-    of all its runs, as PNG files under ``folder``: {problem set: [files]}."""
+    of all its runs (each with records), as PNG files under ``folder``: {problem set:
+    [files]}."""
     by_set: dict[str, list[Path]] = defaultdict(list)
     for set_name, _, run_dir in runs:
-        if read_records(run_dir / "records.jsonl").records:  # a run just begun has none yet
-            by_set[set_name].append(run_dir)
+        by_set[set_name].append(run_dir)
     drawn = {}
     for set_name, run_dirs in by_set.items():
         with tempfile.TemporaryDirectory() as scratch:

@@ -36,6 +36,8 @@ import sys
 import time
 from pathlib import Path
 
+from ttscale.records import read_records
+
 RESULTS = Path(__file__).parent / "results"
 
 
@@ -54,10 +56,10 @@ SETTING_OPTIONS = {"temperature": "--temperature", "top_p": "--top-p",
 
 
 def from_method_study(run_dir: Path, sets: list[str], scorer: str
-                      ) -> tuple[list[str], list[str]]:
-    """(problem selection, study options) of a planner study on the method study's runs: the
-    problems every run of ``sets`` finished, the runs' methods (greedy aside: its one sample
-    is no budget to plan), budgets and settings, and the runs to import."""
+                      ) -> tuple[list[str], list[str], list[Path]]:
+    """(problem selection, study options, runs to import) of a planner study on the method
+    study's runs: the problems every run of ``sets`` finished, and the runs' methods (greedy
+    aside: its one sample is no budget to plan), budgets and settings."""
     folders = [run_dir / f"{name}-{kind}" for name in sets for kind in ("none", scorer)]
     missing = [str(f) for f in folders if not (f / "records.jsonl").exists()]
     if missing:
@@ -74,8 +76,7 @@ def from_method_study(run_dir: Path, sets: list[str], scorer: str
                  "is calibrated on one")
     ids = None
     for folder in folders:  # a problem's records are written together: present means done
-        done = {json.loads(line)["problem_id"] for line in
-                (folder / "records.jsonl").read_text().splitlines() if line.strip()}
+        done = {r["problem_id"] for r in read_records(folder / "records.jsonl").records}
         ids = done if ids is None else ids & done
     methods = [m for m in dict.fromkeys(m for manifest in manifests for m in manifest["methods"])
                if m != "greedy"]
@@ -84,9 +85,7 @@ def from_method_study(run_dir: Path, sets: list[str], scorer: str
                "--prm", scorer]
     for key, option in SETTING_OPTIONS.items():
         options += [option, str(settings[key])]
-    for folder in folders:
-        options += ["--import-runs", str(folder.resolve())]
-    return ["--dataset", datasets.pop(), "--ids", ",".join(sorted(ids or ()))], options
+    return ["--dataset", datasets.pop(), "--ids", ",".join(sorted(ids or ()))], options, folders
 
 
 def main() -> None:
@@ -109,10 +108,13 @@ def main() -> None:
     parser.add_argument("--scorer", default="grounded", help="with --from-study: its scorer")
     args = parser.parse_args()
     threads = ["--threads", str(args.threads)] if args.threads else []
+    imports: list[Path] = []
     if args.from_study:
-        selection, study = from_method_study(args.from_study, args.sets.split(","), args.scorer)
+        selection, study, imports = from_method_study(args.from_study, args.sets.split(","),
+                                                      args.scorer)
         description = {"from_study": str(args.from_study), "sets": args.sets,
-                       "scorer": args.scorer, "problems": len(selection[3].split(","))}
+                       "scorer": args.scorer, "problems": len(selection[3].split(",")),
+                       "imported": [folder.name for folder in imports]}
     else:
         tree_methods = [m for m in args.methods.split(",") if m in ("beam", "dvts")]
         selection = ["--dataset", "gsm8k", "--limit", str(args.limit)]
@@ -124,6 +126,7 @@ def main() -> None:
                        "budgets": args.n, "tree_budgets": args.tree_n}
     started = time.perf_counter()
     ttscale("plan", "calibrate", "--out", str(args.out), *selection, *study,
+            *(f for folder in imports for f in ("--import-runs", str(folder.resolve()))),
             "--probe", str(args.probe), "--difficulty-samples", str(args.difficulty_samples),
             "--min-problems", str(args.min_problems), *threads)
     ttscale("plan", "evaluate", "--plan", str(args.out / "plan.json"), *threads)
@@ -137,7 +140,7 @@ def main() -> None:
         "settings": {**description, "probe": args.probe,
                      "difficulty_samples": args.difficulty_samples,
                      "min_problems": args.min_problems,
-                     "study": [a for a in study if not a.startswith("/")]},
+                     "study": study},
         "seconds_this_invocation": round(seconds, 1),
         "plan": {k: plan[k] for k in ("policy", "scorer", "budgets", "bins", "bin_ranges",
                                       "probe", "choices", "fallbacks")},

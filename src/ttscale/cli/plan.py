@@ -285,9 +285,11 @@ def _run_evaluation_half(plan, study, evaluation_ids: list[str], out_dir: Path,
     if mismatch:
         raise ValueError(mismatch[0].replace("; the prior rules decide", "") +
                          ": evaluate with the policy and scorer it was calibrated for")
+    from ttscale.records import MANIFEST_FILE
+
     imports = []
     for source in map(Path, plan.info.get("imports", ())):
-        if (source / "manifest.json").exists():
+        if (source / MANIFEST_FILE).exists():
             imports.append(source)
         else:  # the evaluation then runs what the study folder lacks
             logger.warning("%s, a run folder the plan was calibrated with, is gone: its "

@@ -26,6 +26,7 @@ from ttscale.records import (
     RunFolderLock,
     read_records,
 )
+from ttscale.run.runner import check_manifest, differing_fields
 from ttscale.search import METHODS
 
 logger = logging.getLogger(__name__)
@@ -41,6 +42,7 @@ class ImportTally:
     source: Path
     imported: int = 0
     left: Counter[str] = field(default_factory=Counter)
+    mismatched: int = 0  # of those left, records of other settings or another scorer
 
     def summary(self) -> str:
         reasons = ", ".join(f"{count} {reason}" for reason, count in sorted(self.left.items()))
@@ -54,18 +56,6 @@ def scorer_free(identity: dict) -> dict:
                 if k not in SCORER_ONLY_SETTINGS}
     return {**{k: v for k, v in identity.items() if k not in ("scorer", "plan")},
             "settings": settings}
-
-
-def differing_fields(source: dict, target: dict) -> list[str]:
-    """The identity entries (settings by name) in which two runs differ."""
-    names = []
-    for key in sorted(set(source) | set(target)):
-        if key == "settings":
-            a, b = source.get(key, {}), target.get(key, {})
-            names += [f"settings.{k}" for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)]
-        elif source.get(key) != target.get(key):
-            names.append(key)
-    return names
 
 
 def read_identity(folder: Path) -> dict:
@@ -97,20 +87,13 @@ def import_records(sources: Sequence[Path], run_dir: Path, identity: dict,
     wanted_problems, wanted_jobs = set(problem_ids), set(jobs)
     tallies = []
     with RunFolderLock(run_dir):
-        if (run_dir / MANIFEST_FILE).exists():  # records of other settings must not mix in
-            differing = differing_fields(read_identity(run_dir), identity)
-            if differing:
-                raise RunStateError(f"{run_dir} holds a run with other settings (differs in: "
-                                    f"{', '.join(differing)}); resume it with its own "
-                                    "settings, or use another --out folder")
+        check_manifest(run_dir, identity)  # records of other settings must not mix in
         done = {r["key"] for r in read_records(run_dir / RECORDS_FILE).records}
         with RecordWriter(run_dir / RECORDS_FILE) as writer:
             for source in sources:
                 tally = _import_one(source, identity, wanted_problems, wanted_jobs, done,
                                     writer)
-                mismatched = any(reason.startswith(("records of scored", "records of a run"))
-                                 for reason in tally.left)
-                logger.log(logging.WARNING if mismatched else logging.INFO, "%s",
+                logger.log(logging.WARNING if tally.mismatched else logging.INFO, "%s",
                            tally.summary())
                 tallies.append(tally)
     return tallies
@@ -126,10 +109,12 @@ def _import_one(source: Path, identity: dict, problems: set[str],
                           f"({_shown(theirs, other_study)} against "
                           f"{_shown(identity, other_study)}); import only runs of the same "
                           "policy, prompt and dataset")
-    same_scored = not differing_fields(theirs, identity)
-    same_unscored = not differing_fields(scorer_free(theirs), scorer_free(identity))
-    scored_reason = ("records of scored methods whose run differs in "
-                     + ", ".join(differing_fields(theirs, identity)))
+    differing = differing_fields(theirs, identity)
+    # what every method depends on (differing here means differing above too)
+    differing_for_all = differing_fields(scorer_free(theirs), scorer_free(identity))
+    mismatch = ("records of a run with other settings: " + ", ".join(differing_for_all)
+                if differing_for_all else
+                "records of scored methods whose run differs in " + ", ".join(differing))
     tally = ImportTally(source)
     loaded = read_records(source / RECORDS_FILE)
     if loaded.bad_lines:
@@ -142,12 +127,9 @@ def _import_one(source: Path, identity: dict, problems: set[str],
         if record["key"] in done:
             tally.left["records already in the study"] += 1
             continue
-        uses_scorer = METHODS[method].uses_scorer
-        if not (same_scored or (same_unscored and not uses_scorer)):
-            tally.left[scored_reason if same_unscored
-                       else "records of a run with other settings: "
-                            + ", ".join(differing_fields(scorer_free(theirs),
-                                                         scorer_free(identity)))] += 1
+        if differing_for_all or (differing and METHODS[method].uses_scorer):
+            tally.left[mismatch] += 1
+            tally.mismatched += 1
             continue
         writer.write(record)
         done.add(record["key"])

@@ -134,7 +134,19 @@ def fingerprint(config: RunConfig, info: ModelInfo, prompt: PromptFormat,
         identity["plan"] = plan.identity  # auto records depend on the plan
     return json.loads(json.dumps(identity))  # as it reads back from the manifest
 
-def _check_manifest(run_dir: Path, identity: dict) -> dict:
+def differing_fields(previous: dict, identity: dict) -> list[str]:
+    """The identity entries (settings by name) in which two runs differ."""
+    names = []
+    for key in sorted(set(previous) | set(identity)):
+        if key == "settings":
+            a, b = previous.get(key) or {}, identity.get(key) or {}
+            names += [f"settings.{k}" for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)]
+        elif previous.get(key) != identity.get(key):
+            names.append(key)
+    return names
+
+
+def check_manifest(run_dir: Path, identity: dict) -> dict:
     """The manifest already in ``run_dir`` (empty if none), checked against ``identity``."""
     path = run_dir / MANIFEST_FILE
     if not path.exists():
@@ -148,8 +160,7 @@ def _check_manifest(run_dir: Path, identity: dict) -> dict:
         raise RunStateError(f"{path} is unreadable ({error}); move the folder away or use "
                             "another --out") from error
     if previous != identity:
-        differing = sorted(k for k in set(previous or {}) | set(identity)
-                           if (previous or {}).get(k) != identity.get(k))
+        differing = differing_fields(previous if isinstance(previous, dict) else {}, identity)
         raise RunStateError(
             f"{run_dir} holds a run with other settings (differs in: {', '.join(differing)}); "
             "resume it with its own settings, or use another --out folder")
@@ -213,7 +224,7 @@ def open_run(config: RunConfig, info: ModelInfo, run_dir: Path, prompt: PromptFo
             logger.warning("method %s: %s", method, notice)
     identity = fingerprint(config, info, prompt, plan)
     run_dir.mkdir(parents=True, exist_ok=True)
-    previous = _check_manifest(run_dir, identity)
+    previous = check_manifest(run_dir, identity)
     now = time.strftime("%Y-%m-%dT%H:%M:%S%z")
     write_json_atomic(run_dir / MANIFEST_FILE, {
         "identity": identity,
