@@ -26,7 +26,8 @@ that is missing is unpacked from there and resumed, so the study can be stopped 
 
 Usage: python benchmarks/methods.py [--run-dir runs/bench-methods] [--levels 1,2,3]
        [--per-level 100] [--gsm8k 100] [--n 4,16] [--scorers grounded,self,arith]
-       [--methods greedy,majority,...] [--parallel 4] [--threads N] [--tables-only]
+       [--methods greedy,majority,...] [--parallel 4] [--workers 2] [--threads N]
+       [--tables-only]
 """
 
 from __future__ import annotations
@@ -34,13 +35,16 @@ from __future__ import annotations
 import argparse
 import gzip
 import json
+import os
 import platform
 import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 from collections import defaultdict
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from ttscale.compute import format_flops
@@ -70,7 +74,8 @@ def problem_sets(levels: Sequence[int], per_level: int, gsm8k: int) -> dict[str,
 
 
 def run_all(args, methods: Sequence[str]) -> list[tuple[str, str, Path]]:
-    """(problem set, scorer, run folder) of every run, each run made or resumed."""
+    """(problem set, scorer, run folder) of every run, each run made or resumed, ``--workers``
+    runs at once."""
     unscored = [m for m in methods if not METHODS[m].uses_scorer]
     scored = [m for m in methods if METHODS[m].uses_scorer]
     # Breadth first: every problem set with the unscored methods and the first scorer, then
@@ -78,25 +83,42 @@ def run_all(args, methods: Sequence[str]) -> list[tuple[str, str, Path]]:
     scorers = [(s, scored) for s in args.scorers if scored]
     phases = [([("none", unscored)] if unscored else []) + scorers[:1],
               *([one] for one in scorers[1:])]
-    threads = ["--threads", str(args.threads)] if args.threads else []
-    runs = []
     sets = problem_sets(args.levels, args.per_level, args.gsm8k)
+    planned = []
     for phase in phases:
         for (set_name, selection), (scorer, chosen) in (
                 (item, run) for item in sets.items() for run in phase):
             out = args.run_dir / f"{set_name.replace(' ', '-')}-{scorer}"
             restore(out, args.archive)
-            if args.tables_only:
-                if (out / "records.jsonl").exists():
-                    runs.append((set_name, scorer, out))
-                continue
+            planned.append((set_name, scorer, out, selection, chosen))
+    if args.tables_only:
+        return [(s, c, out) for s, c, out, _, _ in planned if (out / "records.jsonl").exists()]
+    threads = args.threads or max(1, (os.cpu_count() or 1) // args.workers)
+
+    failed = threading.Event()  # after a run fails no other starts
+
+    def make(set_name, scorer, out, selection, chosen) -> None:
+        if failed.is_set():
+            return
+        try:
             ttscale("run", *selection, "--method", ",".join(chosen),
                     "--n", ",".join(map(str, args.n)), "--prm", scorer,
                     "--step-agg", STEP_AGGREGATION.get(scorer, "last"), *STEP_SETTINGS,
-                    "--parallel", str(args.parallel), "--out", str(out), *threads)
-            runs.append((set_name, scorer, out))
-            archive_runs(runs[-1:], args.archive)  # a finished run survives a lost checkout
-    return runs
+                    "--parallel", str(args.parallel), "--out", str(out),
+                    "--threads", str(threads))
+        except BaseException:
+            failed.set()
+            raise
+        archive_runs([(set_name, scorer, out)], args.archive)  # survives a lost checkout
+
+    # Runs are independent (a folder each), and on a small machine two one-thread decoders
+    # move more tokens than one of two threads (benchmarks/results/threads.md); they start
+    # in the breadth-first order. The first failure is raised once the runs in flight end.
+    with ThreadPoolExecutor(args.workers) as pool:
+        futures = [pool.submit(make, *run) for run in planned]
+    for future in futures:
+        future.result()
+    return [(s, c, out) for s, c, out, _, _ in planned]
 
 
 def restore(out: Path, archive: Path) -> None:
@@ -218,8 +240,10 @@ def markdown(rows: list[dict], ratios: list[dict], best: list[dict], setup: dict
     lines = ["# The method study on the embedded model", "",
              f"Machine: {setup['machine']}. Settings: `{' '.join(setup['settings'])}`; budgets "
              f"N = {', '.join(map(str, setup['n']))}. Accuracy in %, 95 % bootstrap interval "
-             "over problems; FLOPs, tokens, seconds and solutions drawn are means per problem.",
-             ""]
+             "over problems; FLOPs, tokens, seconds and solutions drawn are means per problem. "
+             "Seconds are wall time on a machine shared by the problems a run solves at once "
+             "and by the runs made at once (`--workers`): compare them within a run; FLOPs "
+             "and tokens compare across runs.", ""]
     if setup.get("in_progress") or setup.get("not_begun"):
         lines += ["**The study is not finished** (`python benchmarks/methods.py` resumes it from "
                   "the archived records): " + "; ".join(
@@ -282,7 +306,10 @@ def main() -> None:
     parser.add_argument("--methods", type=lambda s: s.split(","),
                         default=[m for m, spec in METHODS.items() if not spec.chooses])
     parser.add_argument("--parallel", type=int, default=4)
-    parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--threads", type=int, default=None,
+                        help="llama.cpp threads of each run (default: the CPUs ÷ --workers)")
+    parser.add_argument("--workers", type=int, default=1,
+                        help="runs made at once (each its own process)")
     parser.add_argument("--results", type=Path, default=RESULTS)
     parser.add_argument("--archive", type=Path, default=ARCHIVE,
                         help="where the runs' records are kept, gzipped, and resumed from")
@@ -290,6 +317,8 @@ def main() -> None:
                         help="run nothing: tables from the run folders that exist, as far as "
                              "they got")
     args = parser.parse_args()
+    if args.workers < 1:
+        parser.error(f"--workers must be at least 1, not {args.workers}")
     unknown = [m for m in args.methods if m not in METHODS or METHODS[m].chooses]
     if unknown:
         parser.error(f"not fixed methods of the registry: {', '.join(unknown)}")
