@@ -7,7 +7,9 @@ which difficulty and budget.
    methods that use no scorer once (``--prm none``), and the methods that do once per scorer
    of ``--scorers`` (``grounded``, the shipped verifier, first; ``self``: the policy's
    confidence, step aggregation last; ``arith`` and ``grounded``: the model-free checkers,
-   step aggregation min), every method at every budget of ``--n``.
+   step aggregation min), every method at every budget of ``--n``. The first scorer runs on
+   every set; the others only where the unscored samples leave a scorer room (pass@N at the
+   largest budget at least ``--headroom``, 20 %), as no scorer lifts accuracy past pass@N.
 2. Tables from the records: accuracy with a 95 % bootstrap interval over problems, mean FLOPs,
    generated tokens, seconds and solutions drawn per problem; per problem set and budget the
    most accurate method (ties: the cheaper), i.e. the compute-optimal choice at that
@@ -27,7 +29,7 @@ that is missing is unpacked from there and resumed, so the study can be stopped 
 Usage: python benchmarks/methods.py [--run-dir runs/bench-methods] [--levels 1,2,3]
        [--per-level 100] [--gsm8k 100] [--n 4,16] [--scorers grounded,self,arith]
        [--methods greedy,majority,...] [--parallel 4] [--workers 2] [--threads N]
-       [--tables-only]
+       [--headroom 0.2] [--tables-only]
 """
 
 from __future__ import annotations
@@ -44,7 +46,7 @@ import tempfile
 import threading
 from collections import defaultdict
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 from ttscale.compute import format_flops
@@ -57,6 +59,10 @@ ARCHIVE = RESULTS / "methods-runs"
 STEP_SETTINGS = ["--max-step-tokens", "64", "--max-depth", "8", "--max-solution-tokens", "256"]
 STEP_AGGREGATION = {"self": "last", "arith": "min", "grounded": "min"}
 ADAPTIVE_KEY = "adaptive"  # the record entry adaptive methods write
+# A scorer can lift accuracy no higher than pass@N. Where N samples hold a right answer on
+# fewer than this share of the problems, the scorers after the first (which runs everywhere)
+# are not run: on 100 problems their accuracies could not be told apart.
+HEADROOM = 0.2
 
 
 def ttscale(*args: str) -> None:
@@ -91,13 +97,20 @@ def run_all(args, methods: Sequence[str]) -> list[tuple[str, str, Path]]:
             out = args.run_dir / f"{set_name.replace(' ', '-')}-{scorer}"
             restore(out, args.archive)
             planned.append((set_name, scorer, out, selection, chosen))
+    later = set(args.scorers[1:])
     if args.tables_only:
         return [(s, c, out) for s, c, out, _, _ in planned if (out / "records.jsonl").exists()]
     threads = args.threads or max(1, (os.cpu_count() or 1) // args.workers)
-
     failed = threading.Event()  # after a run fails no other starts
+    futures: dict[tuple[str, str], Future] = {}
 
     def make(set_name, scorer, out, selection, chosen) -> None:
+        if scorer in later and (set_name, "none") in futures:
+            futures[set_name, "none"].result()  # started before this one: no deadlock
+            room = headroom(args.run_dir, set_name, args.per_level, args.gsm8k)
+            if low(room, args.headroom) and not (out / "records.jsonl").exists():
+                print(f"skipped {set_name} / {scorer}: {_headroom_text(room)}", flush=True)
+                return
         if failed.is_set():
             return
         try:
@@ -115,10 +128,37 @@ def run_all(args, methods: Sequence[str]) -> list[tuple[str, str, Path]]:
     # move more tokens than one of two threads (benchmarks/results/threads.md); they start
     # in the breadth-first order. The first failure is raised once the runs in flight end.
     with ThreadPoolExecutor(args.workers) as pool:
-        futures = [pool.submit(make, *run) for run in planned]
-    for future in futures:
+        for set_name, scorer, *rest in planned:
+            futures[set_name, scorer] = pool.submit(make, set_name, scorer, *rest)
+    for future in futures.values():
         future.result()
-    return [(s, c, out) for s, c, out, _, _ in planned]
+    return [(s, c, out) for s, c, out, _, _ in planned if (out / "records.jsonl").exists()]
+
+
+def headroom(run_dir: Path, set_name: str, per_level: int, gsm8k: int) -> dict | None:
+    """pass@N of the set's unscored samples at the largest budget (majority vote's records:
+    the share of problems one of whose N samples was right), the most a scorer can reach;
+    ``None`` until that run has every problem."""
+    folder = run_dir / f"{set_name.replace(' ', '-')}-none"
+    if not (folder / "records.jsonl").exists():
+        return None
+    records = [r for r in read_records(folder / "records.jsonl").records
+               if r["method"] == "majority"]
+    n = max((r["n"] for r in records), default=0)
+    hits = [bool(r.get("pass_at_n")) for r in records if r["n"] == n]
+    expected = per_level if set_name.startswith("ladder") else gsm8k
+    if not hits or len(hits) < expected:
+        return None
+    return {"n": n, "pass_at_n": sum(hits) / len(hits), "problems": len(hits)}
+
+
+def low(room: dict | None, floor: float) -> bool:
+    return room is not None and room["pass_at_n"] < floor
+
+
+def _headroom_text(room: dict) -> str:
+    return (f"pass@{room['n']} of the unscored samples {room['pass_at_n'] * 100:.0f} % "
+            f"of {room['problems']} problems")
 
 
 def restore(out: Path, archive: Path) -> None:
@@ -249,6 +289,11 @@ def markdown(rows: list[dict], ratios: list[dict], best: list[dict], setup: dict
                   "the archived records): " + "; ".join(
                       [f"{run}: {count}" for run, count in setup["in_progress"].items()]
                       + [f"{run}: not begun" for run in setup["not_begun"]]) + ".", ""]
+    if setup.get("skipped"):
+        lines += [f"**Not run**, as pass@N there is under {setup['headroom'] * 100:.0f} % "
+                  "(`--headroom`; a scorer can lift accuracy no higher than pass@N, and on this "
+                  "many problems scorers under it cannot be told apart): " + "; ".join(
+                      f"{run} ({why})" for run, why in setup["skipped"].items()) + ".", ""]
     for set_name in dict.fromkeys(r["problems"] for r in rows):
         lines += [f"## {set_name}", "",
                   "| method | scorer | N | problems | accuracy | FLOPs | tokens | seconds | "
@@ -308,6 +353,9 @@ def main() -> None:
     parser.add_argument("--parallel", type=int, default=4)
     parser.add_argument("--threads", type=int, default=None,
                         help="llama.cpp threads of each run (default: the CPUs ÷ --workers)")
+    parser.add_argument("--headroom", type=float, default=HEADROOM,
+                        help="the scorers after the first run on a problem set only where "
+                             "pass@N of its unscored samples is at least this")
     parser.add_argument("--workers", type=int, default=1,
                         help="runs made at once (each its own process)")
     parser.add_argument("--results", type=Path, default=RESULTS)
@@ -331,17 +379,24 @@ def main() -> None:
     ratios, best = adaptive_ratios(table), compute_optimal(rows, table)
     planned = {name: args.per_level if name.startswith("ladder") else args.gsm8k
                for name in problem_sets(args.levels, args.per_level, args.gsm8k)}
+    rooms = {name: headroom(args.run_dir, name, args.per_level, args.gsm8k) for name in planned}
+    skipped = {f"{name} / {scorer}": _headroom_text(rooms[name]) for name in planned
+               for scorer in args.scorers[1:] if low(rooms[name], args.headroom)
+               and not (args.run_dir / f"{name.replace(' ', '-')}-{scorer}" / "records.jsonl"
+                        ).exists()}
     done = {(set_name, scorer): len({r["problem_id"] for r in
                                      read_records(folder / "records.jsonl").records})
             for set_name, scorer, folder in runs}
     setup = {"machine": f"{platform.machine()}, {platform.processor() or 'cpu'}",
              "settings": STEP_SETTINGS, "n": args.n, "scorers": args.scorers,
+             "headroom": args.headroom,
              "runs": [str(folder) for _, _, folder in runs],
              # runs still short of their problems (the study resumes them), and runs not begun
              "in_progress": {f"{s} / {c}": f"{n} of {planned[s]} problems"
                              for (s, c), n in done.items() if n < planned[s]},
+             "skipped": skipped,
              "not_begun": [f"{s} / {c}" for s in planned for c in ["none", *args.scorers]
-                           if (s, c) not in done]}
+                           if (s, c) not in done and f"{s} / {c}" not in skipped]}
     args.results.mkdir(parents=True, exist_ok=True)
     (args.results / "methods.json").write_text(json.dumps(
         {"setup": setup, "rows": rows, "adaptive": ratios, "compute_optimal": best},
