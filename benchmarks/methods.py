@@ -238,23 +238,21 @@ def adaptive_ratios(table) -> list[dict]:
 
 
 def compute_optimal(rows: list[dict], table) -> list[dict]:
-    """Per problem set and budget, the most accurate method (ties: fewer FLOPs), and the
-    methods it cannot be told apart from: the paired 95 % interval of their accuracy
-    difference on the problems both answered reaches 0 (cheapest first)."""
-    best: dict[tuple[str, int], dict] = {}
-    for row in rows:
-        key = (row["problems"], row["n"])
-        rank = (row["accuracy"]["value"], -(row["flops"] or float("inf")))
-        if key not in best or rank > (best[key]["accuracy"]["value"],
-                                      -(best[key]["flops"] or float("inf"))):
-            best[key] = row
+    """Per problem set and budget N, the most accurate option of budget N or less (ties:
+    fewer FLOPs), as the planner chooses, and the options it cannot be told apart from: the
+    paired 95 % interval of their accuracy difference on the problems both answered reaches 0
+    (cheapest first)."""
+    def rank(row: dict) -> tuple[float, float]:
+        return row["accuracy"]["value"], -(row["flops"] or float("inf"))
+
     chosen = []
-    for key in sorted(best):
-        top = best[key]
+    for key in sorted({(row["problems"], row["n"]) for row in rows}):
+        within = [row for row in rows if row["problems"] == key[0] and row["n"] <= key[1]]
+        top = max(within, key=rank)
         mine = table[(top["problems"], top["method"], top["scorer"], top["n"])]
         tied = []
-        for row in rows:
-            if (row["problems"], row["n"]) != key or row is top:
+        for row in within:
+            if row is top:
                 continue
             theirs = table[(row["problems"], row["method"], row["scorer"], row["n"])]
             shared = sorted(set(mine) & set(theirs))
@@ -263,11 +261,26 @@ def compute_optimal(rows: list[dict], table) -> list[dict]:
             difference = paired_difference([float(mine[p]["correct"]) for p in shared],
                                            [float(theirs[p]["correct"]) for p in shared])
             if difference.low <= 0:
-                tied.append({"method": row["method"], "scorer": row["scorer"],
+                tied.append({"method": row["method"], "scorer": row["scorer"], "n": row["n"],
                              "flops": row["flops"], "difference": difference.to_dict()})
         tied.sort(key=lambda t: t["flops"] or float("inf"))
-        chosen.append({**top, "tied": tied})
+        chosen.append({**top, "budget": key[1], "tied": tied,
+                       "over_greedy": _over_greedy(table, top)})
     return chosen
+
+
+def _over_greedy(table, top: dict) -> dict | None:
+    """What test-time scaling buys: the paired accuracy difference of the choice to greedy
+    decoding on the problems both answered (``None`` for greedy itself, or without it)."""
+    greedy = table.get((top["problems"], "greedy", "none", 1), {})
+    if top["method"] == "greedy":
+        return None
+    mine = table[(top["problems"], top["method"], top["scorer"], top["n"])]
+    shared = sorted(set(mine) & set(greedy))
+    if not shared:
+        return None
+    return paired_difference([float(mine[p]["correct"]) for p in shared],
+                             [float(greedy[p]["correct"]) for p in shared]).to_dict()
 
 
 def _pct(estimate: dict) -> str:
@@ -307,13 +320,18 @@ def markdown(rows: list[dict], ratios: list[dict], best: list[dict], setup: dict
         for image in (curves or {}).get(set_name, ()):  # beside methods.md
             lines += [f"![{image.stem}]({image.parent.name}/{image.name})", ""]
     lines += ["## Compute-optimal choice", "",
-              "Within noise: the methods whose paired 95 % interval of the accuracy difference "
+              "At each budget N the most accurate option of N or fewer solutions (the cheaper "
+              "on a tie), as the planner chooses. "
+              "Within noise: the options whose paired 95 % interval of the accuracy difference "
               "to the best reaches 0, cheapest first (the cheaper of them are as good a choice "
-              "on this evidence).", "",
-              "| problems | N | method | scorer | accuracy | FLOPs | within noise |",
-              "|---|---|---|---|---|---|---|"]
-    lines += [f"| {r['problems']} | {r['n']} | {r['method']} | {r['scorer']} "
+              "on this evidence). Over greedy: the paired accuracy difference to greedy "
+              "decoding, in points, what test-time scaling buys at that budget.", "",
+              "| problems | budget | choice | scorer | accuracy | FLOPs | over greedy "
+              "| within noise |",
+              "|---|---|---|---|---|---|---|---|"]
+    lines += [f"| {r['problems']} | {r['budget']} | {r['method']}@{r['n']} | {r['scorer']} "
               f"| {_pct(r['accuracy'])} | {format_flops(r['flops'])} "
+              f"| {_signed(r['over_greedy']) if r.get('over_greedy') else ''} "
               f"| {_tied(r['tied'])} |" for r in best]
     if ratios:
         lines += ["", "## Adaptive methods against the fixed method they stop early from", "",
@@ -329,7 +347,8 @@ def markdown(rows: list[dict], ratios: list[dict], best: list[dict], setup: dict
 
 
 def _tied(tied: list[dict]) -> str:
-    return ", ".join(f"{t['method']}" + (f"/{t['scorer']}" if t["scorer"] != "none" else "")
+    return ", ".join(f"{t['method']}@{t['n']}"
+                     + (f"/{t['scorer']}" if t["scorer"] != "none" else "")
                      + f" ({format_flops(t['flops'])})" for t in tied) or "none"
 
 
