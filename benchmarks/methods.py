@@ -29,7 +29,7 @@ that is missing is unpacked from there and resumed, so the study can be stopped 
 Usage: python benchmarks/methods.py [--run-dir runs/bench-methods] [--levels 1,2,3]
        [--per-level 100] [--gsm8k 100] [--n 4,16] [--scorers grounded,self,arith]
        [--methods greedy,majority,...] [--parallel 4] [--workers 2] [--threads N]
-       [--headroom 0.2] [--tables-only]
+       [--headroom 0.2] [--flash-attn off] [--tables-only]
 """
 
 from __future__ import annotations
@@ -65,9 +65,10 @@ ADAPTIVE_KEY = "adaptive"  # the record entry adaptive methods write
 HEADROOM = 0.2
 
 
-def ttscale(*args: str) -> None:
+def ttscale(*args: str, env: dict[str, str] | None = None) -> None:
     print("$ ttscale " + " ".join(args), flush=True)
-    subprocess.run([sys.executable, "-m", "ttscale.cli.main", *args], check=True)
+    subprocess.run([sys.executable, "-m", "ttscale.cli.main", *args], check=True,
+                   env={**os.environ, **(env or {})})
 
 
 def problem_sets(levels: Sequence[int], per_level: int, gsm8k: int) -> dict[str, list[str]]:
@@ -118,7 +119,7 @@ def run_all(args, methods: Sequence[str]) -> list[tuple[str, str, Path]]:
                     "--n", ",".join(map(str, args.n)), "--prm", scorer,
                     "--step-agg", STEP_AGGREGATION.get(scorer, "last"), *STEP_SETTINGS,
                     "--parallel", str(args.parallel), "--out", str(out),
-                    "--threads", str(threads))
+                    "--threads", str(threads), env={"TTSCALE_FLASH_ATTN": args.flash_attn})
         except BaseException:
             failed.set()
             raise
@@ -375,6 +376,11 @@ def main() -> None:
     parser.add_argument("--headroom", type=float, default=HEADROOM,
                         help="the scorers after the first run on a problem set only where "
                              "pass@N of its unscored samples is at least this")
+    # Problems solved at once give records that depend on timing with either kernel, so the
+    # flash kernel's independence from the cache's state buys the study nothing, and on a CPU
+    # the plain kernel is faster (benchmarks/results/attention.md).
+    parser.add_argument("--flash-attn", choices=["auto", "on", "off"], default="off",
+                        help="llama.cpp's attention kernel of the runs (TTSCALE_FLASH_ATTN)")
     parser.add_argument("--workers", type=int, default=1,
                         help="runs made at once (each its own process)")
     parser.add_argument("--results", type=Path, default=RESULTS)

@@ -32,7 +32,7 @@ from ttscale.engines.base import Continuation, Policy
 from ttscale.engines.embedded import EMBEDDED_NAME
 from ttscale.engines.kv_tree import common_prefix_length
 from ttscale.engines.llama_cpp import LlamaCppEngine
-from ttscale.errors import ContextLengthError, EngineError, ModelLoadError
+from ttscale.errors import ConfigError, ContextLengthError, EngineError, ModelLoadError
 
 llama_cpp = pytest.importorskip("llama_cpp")
 
@@ -192,6 +192,39 @@ def test_greedy_logprobs_match_the_high_level_logits(engine: LlamaCppEngine,
     assert np.allclose(greedy.token_logprobs[:same], expected, rtol=0, atol=1e-5)
     # greedy picks the most likely token at every step
     assert (np.argmax(logits, axis=-1) == generated[:same]).all()
+
+
+# -- the attention kernel ------------------------------------------------------------------------
+def test_the_plain_kernel_is_reproducible_from_the_same_start(engine: LlamaCppEngine) -> None:
+    plain = LlamaCppEngine(n_ctx=1024, n_threads=THREADS, flash_attn="off")
+    try:
+        assert plain.flash_attn == "off" and engine.flash_attn == "auto"
+        first = extend(plain, [PROMPT, OTHER], 2, max_tokens=16, seed=3)
+        plain.clear_cache()
+        second = extend(plain, [PROMPT, OTHER], 2, max_tokens=16, seed=3)
+        assert uncached(first) == uncached(second)
+        # the same model through another kernel: next-token log-probs within the kernels'
+        # rounding (up to ~0.2 nats measured, see the module docstring), far below the
+        # gap between a likely and an unlikely token
+        likely = [" Tom", " 3", " The"]
+        [flash_read] = engine.next_token_logprobs_sync([PROMPT], [*likely, " banana"])
+        [plain_read] = plain.next_token_logprobs_sync([PROMPT], [*likely, " banana"])
+        for candidate in likely:
+            assert abs(flash_read.logprobs[candidate] - plain_read.logprobs[candidate]) < 0.5
+        assert plain_read.logprobs[" banana"] < min(plain_read.logprobs[c] for c in likely) - 5
+    finally:
+        plain.free()
+
+
+def test_the_kernel_comes_from_the_environment_or_is_refused(monkeypatch) -> None:
+    monkeypatch.setenv("TTSCALE_FLASH_ATTN", "off")
+    plain = LlamaCppEngine(n_ctx=256, n_threads=THREADS)
+    try:
+        assert plain.flash_attn == "off"
+    finally:
+        plain.free()
+    with pytest.raises(ConfigError, match="flash_attn 'of'.*Did you mean 'off'"):
+        LlamaCppEngine(n_ctx=256, flash_attn="of")
 
 
 # -- stop strings and lengths ------------------------------------------------------------------

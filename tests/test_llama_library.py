@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from ttscale.engines.llama_library import default_threads
+from ttscale.engines.llama_library import default_flash_attn, default_threads
 
 PROBE = ("import os; from ttscale.engines.llama_library import import_llama_cpp; "
          "import_llama_cpp(); print(os.environ.get('OMP_WAIT_POLICY'))")
@@ -38,3 +38,13 @@ def test_default_threads_come_from_the_environment_or_the_cpus(monkeypatch):
         monkeypatch.setenv("TTSCALE_THREADS", bad)
         with pytest.raises(ValueError, match="TTSCALE_THREADS"):
             default_threads()
+
+
+def test_the_attention_kernel_comes_from_the_environment(monkeypatch):
+    monkeypatch.delenv("TTSCALE_FLASH_ATTN", raising=False)
+    assert default_flash_attn() == "auto"
+    monkeypatch.setenv("TTSCALE_FLASH_ATTN", " OFF ")
+    assert default_flash_attn() == "off"
+    monkeypatch.setenv("TTSCALE_FLASH_ATTN", "plain")
+    with pytest.raises(ValueError, match="TTSCALE_FLASH_ATTN must be auto, on or off"):
+        default_flash_attn()

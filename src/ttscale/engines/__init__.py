@@ -12,6 +12,7 @@ from ttscale.registry import parse_choice
 __all__ = ["ENGINES", "Continuation", "EngineSpec", "ModelInfo", "Policy", "load_policy"]
 
 ENGINES = ("llama.cpp", "openai", "openai-chat", "hf", "vllm")
+FLASH_ATTN = ("auto", "on", "off")  # llama.cpp's attention kernel
 
 
 @dataclass(frozen=True)
@@ -21,7 +22,8 @@ class EngineSpec:
     the server lists), for hf a model folder, a .gguf file or a Hub name (None: the
     embedded GGUF, dequantized), and for vllm a model folder or Hub name (required).
     ``dtype`` and ``trust_remote_code`` are hf's and vllm's, ``device`` hf's,
-    ``gpu_memory_utilization`` vllm's (lower it when a PRM shares the GPU)."""
+    ``gpu_memory_utilization`` vllm's (lower it when a PRM shares the GPU), ``n_gpu_layers``
+    and ``flash_attn`` (None: ``$TTSCALE_FLASH_ATTN``, else auto) llama.cpp's."""
 
     kind: str = "llama.cpp"
     model: str | None = None
@@ -31,6 +33,7 @@ class EngineSpec:
     n_ctx: int = 32768
     n_threads: int | None = None
     n_gpu_layers: int = 0
+    flash_attn: str | None = None
     concurrency: int = 64
     timeout: float = 600.0
     dtype: str = "auto"
@@ -50,6 +53,8 @@ class EngineSpec:
         if self.kind == "vllm" and not self.model:
             raise ConfigError("--engine vllm needs --model: a model folder or Hub name")
         parse_choice("dtype", self.dtype, DTYPES)
+        if self.flash_attn is not None:
+            parse_choice("flash_attn", self.flash_attn, FLASH_ATTN)
 
 
 def load_policy(spec: EngineSpec) -> Policy:
@@ -57,7 +62,7 @@ def load_policy(spec: EngineSpec) -> Policy:
         from ttscale.engines.llama_cpp import LlamaCppEngine
 
         return LlamaCppEngine(spec.model, n_ctx=spec.n_ctx, n_threads=spec.n_threads,
-                              n_gpu_layers=spec.n_gpu_layers)
+                              n_gpu_layers=spec.n_gpu_layers, flash_attn=spec.flash_attn)
     if spec.kind == "hf":
         from ttscale.engines.hf import HFEngine
 

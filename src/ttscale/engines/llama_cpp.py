@@ -28,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ttscale.engines import EngineSpec
+from ttscale.engines import FLASH_ATTN, EngineSpec
 from ttscale.engines.base import (
     Continuation,
     ModelInfo,
@@ -39,8 +39,13 @@ from ttscale.engines.batch_work import SampleSettings
 from ttscale.engines.continuous_batching import ContinuousBatcher
 from ttscale.engines.decode_backend import Entry
 from ttscale.engines.embedded import EMBEDDED_NAME, embedded_model_path
-from ttscale.engines.llama_library import default_threads, import_llama_cpp
+from ttscale.engines.llama_library import (
+    default_flash_attn,
+    default_threads,
+    import_llama_cpp,
+)
 from ttscale.errors import ContextLengthError, EngineError, ModelLoadError
+from ttscale.registry import parse_choice
 
 logger = logging.getLogger(__name__)
 
@@ -78,8 +83,20 @@ class LlamaCppEngine:
     matmul path whose rounding differs (and which is no faster on a CPU), and a one-row call
     with several threads attends another way (the decode loop pads it with a throwaway row).
     So what a sample generates does not depend on what else is decoded with it: a run gives
-    the same records whether its problems run at once or one by one, cached or not. Raise it
-    on a GPU build, where other kernels apply."""
+    the same records whether its problems run at once or one by one, cached or not (with the
+    flash-attention kernel, the default: see ``flash_attn``). Raise it on a GPU build, where
+    other kernels apply.
+
+    ``flash_attn``: llama.cpp's attention kernel, ``"auto"`` (llama.cpp's choice: its
+    flash-attention kernel, on a CPU too), ``"on"`` or ``"off"``; None: ``$TTSCALE_FLASH_ATTN``,
+    else ``"auto"``. The flash kernel sums over the cells a row attends to alone, so a row's
+    numbers do not depend on where its cells sit in the cache or how many cells the cache
+    holds; that is what makes a sample the same cached or not. The plain kernel multiplies
+    over the whole cache, and its rounding follows the cache's size: a run is then
+    reproducible from the same start (``--parallel 1``) but not across cache states. On a
+    CPU the plain kernel decoded faster while the cache held a few thousand cells
+    (``benchmarks/results/attention.md``).
+"""
 
     batches_across_calls = True  # concurrent calls join one running batch
 
@@ -94,7 +111,9 @@ class LlamaCppEngine:
         n_threads: int | None = None,
         n_gpu_layers: int = EngineSpec.n_gpu_layers,
         idle_cells: int | None = None,
+        flash_attn: str | None = None,
     ) -> None:
+        flash_attn = parse_choice("flash_attn", flash_attn or default_flash_attn(), FLASH_ATTN)
         lc = import_llama_cpp()
 
         self._lc = lc
@@ -115,6 +134,10 @@ class LlamaCppEngine:
         self.n_seq_max = min(n_seq_max, lc.llama_max_parallel_sequences())
         self.rows_per_call = rows_per_call
         ctx_params = _context_params(lc, n_ctx, rows_per_call, self.n_seq_max, n_threads)
+        ctx_params.flash_attn_type = {"on": lc.LLAMA_FLASH_ATTN_TYPE_ENABLED,
+                                      "off": lc.LLAMA_FLASH_ATTN_TYPE_DISABLED,
+                                      "auto": lc.LLAMA_FLASH_ATTN_TYPE_AUTO}[flash_attn]
+        self.flash_attn = flash_attn
         self._ctx = lc.llama_init_from_model(self._model, ctx_params)
         if not self._ctx:
             raise ModelLoadError(f"llama.cpp could not create a context of {n_ctx} tokens for "
@@ -314,6 +337,14 @@ def _context_params(lc, n_ctx: int, rows_per_call: int, n_seq_max: int, n_thread
     ctx_params.kv_unified = True  # one cache shared by all sequences: copies are free
     ctx_params.no_perf = True
     return ctx_params
+
+
+def flash_attn_type(lc, flash_attn: str, n_gpu_layers: int) -> int:
+    """llama.cpp's flash-attention setting for ``flash_attn`` (``auto``: off on a CPU)."""
+    if flash_attn == "auto" and n_gpu_layers == 0:
+        flash_attn = "off"
+    return {"on": lc.LLAMA_FLASH_ATTN_TYPE_ENABLED, "off": lc.LLAMA_FLASH_ATTN_TYPE_DISABLED,
+            "auto": lc.LLAMA_FLASH_ATTN_TYPE_AUTO}[flash_attn]
 
 
 def tokenize(lc, vocab, text: str, add_bos: bool) -> list[int]:

@@ -30,6 +30,15 @@ def default_threads() -> int:
     return max(1, len(os.sched_getaffinity(0)))
 
 
+def default_flash_attn() -> str:
+    """llama.cpp's attention kernel when none is given: ``$TTSCALE_FLASH_ATTN`` (``auto``,
+    ``on`` or ``off``), else ``auto``."""
+    chosen = os.environ.get("TTSCALE_FLASH_ATTN", "").strip().lower()
+    if chosen and chosen not in ("auto", "on", "off"):
+        raise ValueError(f"TTSCALE_FLASH_ATTN must be auto, on or off, not {chosen!r}")
+    return chosen or "auto"
+
+
 def import_llama_cpp() -> ModuleType:
     if "OMP_WAIT_POLICY" not in os.environ and "GOMP_SPINCOUNT" not in os.environ:
         os.environ["OMP_WAIT_POLICY"] = OMP_WAIT_POLICY
