@@ -95,8 +95,7 @@ class LlamaCppEngine:
     over the whole cache, and its rounding follows the cache's size: a run is then
     reproducible from the same start (``--parallel 1``) but not across cache states. On a
     CPU the plain kernel decoded faster while the cache held a few thousand cells
-    (``benchmarks/results/attention.md``).
-"""
+    (``benchmarks/results/attention.md``)."""
 
     batches_across_calls = True  # concurrent calls join one running batch
 
@@ -337,14 +336,6 @@ def _context_params(lc, n_ctx: int, rows_per_call: int, n_seq_max: int, n_thread
     ctx_params.kv_unified = True  # one cache shared by all sequences: copies are free
     ctx_params.no_perf = True
     return ctx_params
-
-
-def flash_attn_type(lc, flash_attn: str, n_gpu_layers: int) -> int:
-    """llama.cpp's flash-attention setting for ``flash_attn`` (``auto``: off on a CPU)."""
-    if flash_attn == "auto" and n_gpu_layers == 0:
-        flash_attn = "off"
-    return {"on": lc.LLAMA_FLASH_ATTN_TYPE_ENABLED, "off": lc.LLAMA_FLASH_ATTN_TYPE_DISABLED,
-            "auto": lc.LLAMA_FLASH_ATTN_TYPE_AUTO}[flash_attn]
 
 
 def tokenize(lc, vocab, text: str, add_bos: bool) -> list[int]:
