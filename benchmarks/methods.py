@@ -29,7 +29,7 @@ that is missing is unpacked from there and resumed, so the study can be stopped 
 Usage: python benchmarks/methods.py [--run-dir runs/bench-methods] [--levels 1,2,3]
        [--per-level 100] [--gsm8k 100] [--n 4,16] [--scorers grounded,self,arith]
        [--methods greedy,majority,...] [--parallel 4] [--workers 2] [--threads N]
-       [--headroom 0.2] [--flash-attn off] [--tables-only]
+       [--headroom 0.2] [--flash-attn auto] [--tables-only]
 """
 
 from __future__ import annotations
@@ -376,10 +376,9 @@ def main() -> None:
     parser.add_argument("--headroom", type=float, default=HEADROOM,
                         help="the scorers after the first run on a problem set only where "
                              "pass@N of its unscored samples is at least this")
-    # Problems solved at once give records that depend on timing with either kernel, so the
-    # flash kernel's independence from the cache's state buys the study nothing, and on a CPU
-    # the plain kernel is faster (benchmarks/results/attention.md).
-    parser.add_argument("--flash-attn", choices=["auto", "on", "off"], default="off",
+    # The plain kernel is faster only while the cache is small (benchmarks/results/
+    # attention.md); the study's long runs keep it full of idle cells, where it is not.
+    parser.add_argument("--flash-attn", choices=["auto", "on", "off"], default="auto",
                         help="llama.cpp's attention kernel of the runs (TTSCALE_FLASH_ATTN)")
     parser.add_argument("--workers", type=int, default=1,
                         help="runs made at once (each its own process)")
