@@ -71,6 +71,16 @@ def ttscale(*args: str, env: dict[str, str] | None = None) -> None:
                    env={**os.environ, **(env or {})})
 
 
+def run_folder(run_dir: Path, set_name: str, scorer: str) -> Path:
+    return run_dir / f"{set_name.replace(' ', '-')}-{scorer}"
+
+
+def set_sizes(args) -> dict[str, int]:
+    """{problem set: the problems it is meant to have}."""
+    return {name: args.per_level if name.startswith("ladder") else args.gsm8k
+            for name in problem_sets(args.levels, args.per_level, args.gsm8k)}
+
+
 def problem_sets(levels: Sequence[int], per_level: int, gsm8k: int) -> dict[str, list[str]]:
     """{name: ttscale run's selection options}."""
     sets = {f"ladder level {level}": ["--dataset", "ladder", "--levels", str(level),
@@ -95,21 +105,21 @@ def run_all(args, methods: Sequence[str]) -> list[tuple[str, str, Path]]:
     for phase in phases:
         for (set_name, selection), (scorer, chosen) in (
                 (item, run) for item in sets.items() for run in phase):
-            out = args.run_dir / f"{set_name.replace(' ', '-')}-{scorer}"
+            out = run_folder(args.run_dir, set_name, scorer)
             restore(out, args.archive)
             planned.append((set_name, scorer, out, selection, chosen))
-    later = set(args.scorers[1:])
     if args.tables_only:
         return [(s, c, out) for s, c, out, _, _ in planned if (out / "records.jsonl").exists()]
+    sizes = set_sizes(args)
     threads = args.threads or max(1, (os.cpu_count() or 1) // args.workers)
     failed = threading.Event()  # after a run fails no other starts
     futures: dict[tuple[str, str], Future] = {}
 
     def make(set_name, scorer, out, selection, chosen) -> None:
-        if scorer in later and (set_name, "none") in futures:
+        if scorer in args.scorers[1:] and (set_name, "none") in futures:
             futures[set_name, "none"].result()  # started before this one: no deadlock
-            room = headroom(args.run_dir, set_name, args.per_level, args.gsm8k)
-            if low(room, args.headroom) and not (out / "records.jsonl").exists():
+            room = left_out(args, set_name, scorer, sizes[set_name])
+            if room is not None:
                 print(f"skipped {set_name} / {scorer}: {_headroom_text(room)}", flush=True)
                 return
         if failed.is_set():
@@ -136,25 +146,28 @@ def run_all(args, methods: Sequence[str]) -> list[tuple[str, str, Path]]:
     return [(s, c, out) for s, c, out, _, _ in planned if (out / "records.jsonl").exists()]
 
 
-def headroom(run_dir: Path, set_name: str, per_level: int, gsm8k: int) -> dict | None:
+def headroom(run_dir: Path, set_name: str, expected: int) -> dict | None:
     """pass@N of the set's unscored samples at the largest budget (majority vote's records:
     the share of problems one of whose N samples was right), the most a scorer can reach;
-    ``None`` until that run has every problem."""
-    folder = run_dir / f"{set_name.replace(' ', '-')}-none"
-    if not (folder / "records.jsonl").exists():
+    ``None`` until that run has all ``expected`` problems."""
+    records_file = run_folder(run_dir, set_name, "none") / "records.jsonl"
+    if not records_file.exists():
         return None
-    records = [r for r in read_records(folder / "records.jsonl").records
-               if r["method"] == "majority"]
+    records = [r for r in read_records(records_file).records if r["method"] == "majority"]
     n = max((r["n"] for r in records), default=0)
     hits = [bool(r.get("pass_at_n")) for r in records if r["n"] == n]
-    expected = per_level if set_name.startswith("ladder") else gsm8k
     if not hits or len(hits) < expected:
         return None
     return {"n": n, "pass_at_n": sum(hits) / len(hits), "problems": len(hits)}
 
 
-def low(room: dict | None, floor: float) -> bool:
-    return room is not None and room["pass_at_n"] < floor
+def left_out(args, set_name: str, scorer: str, expected: int) -> dict | None:
+    """The set's headroom when ``--headroom`` leaves this scorer's run out (a run already
+    begun is never left out), else ``None``."""
+    if (run_folder(args.run_dir, set_name, scorer) / "records.jsonl").exists():
+        return None
+    room = headroom(args.run_dir, set_name, expected)
+    return room if room is not None and room["pass_at_n"] < args.headroom else None
 
 
 def _headroom_text(room: dict) -> str:
@@ -401,13 +414,10 @@ def main() -> None:
     rows.sort(key=lambda r: (r["problems"], r["n"], list(METHODS).index(r["method"]),
                              r["scorer"]))
     ratios, best = adaptive_ratios(table), compute_optimal(rows, table)
-    planned = {name: args.per_level if name.startswith("ladder") else args.gsm8k
-               for name in problem_sets(args.levels, args.per_level, args.gsm8k)}
-    rooms = {name: headroom(args.run_dir, name, args.per_level, args.gsm8k) for name in planned}
-    skipped = {f"{name} / {scorer}": _headroom_text(rooms[name]) for name in planned
-               for scorer in args.scorers[1:] if low(rooms[name], args.headroom)
-               and not (args.run_dir / f"{name.replace(' ', '-')}-{scorer}" / "records.jsonl"
-                        ).exists()}
+    planned = set_sizes(args)
+    skipped = {f"{name} / {scorer}": _headroom_text(room) for name, size in planned.items()
+               for scorer in args.scorers[1:]
+               if (room := left_out(args, name, scorer, size)) is not None}
     done = {(set_name, scorer): len({r["problem_id"] for r in
                                      read_records(folder / "records.jsonl").records})
             for set_name, scorer, folder in runs}
