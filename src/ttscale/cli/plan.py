@@ -68,6 +68,7 @@ from ttscale.cli.progress import labelled, progress_display
 from ttscale.engines import EngineSpec
 from ttscale.errors import TTScaleError
 from ttscale.prompts import PromptFormat
+from ttscale.records import MANIFEST_FILE
 from ttscale.rewards import ScorerOptions
 from ttscale.run.calibrate import StudyConfig
 from ttscale.run.runner import DatasetSelection
@@ -285,8 +286,6 @@ def _run_evaluation_half(plan, study, evaluation_ids: list[str], out_dir: Path,
     if mismatch:
         raise ValueError(mismatch[0].replace("; the prior rules decide", "") +
                          ": evaluate with the policy and scorer it was calibrated for")
-    from ttscale.records import MANIFEST_FILE
-
     imports = []
     for source in map(Path, plan.info.get("imports", ())):
         if (source / MANIFEST_FILE).exists():
