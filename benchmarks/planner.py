@@ -58,8 +58,9 @@ SETTING_OPTIONS = {"temperature": "--temperature", "top_p": "--top-p",
 def from_method_study(run_dir: Path, sets: list[str], scorer: str
                       ) -> tuple[list[str], list[str], list[Path]]:
     """(problem selection, study options, runs to import) of a planner study on the method
-    study's runs: the problems every run of ``sets`` finished, and the runs' methods (greedy
-    aside: its one sample is no budget to plan), budgets and settings."""
+    study's runs: the problems of each of ``sets`` that both its runs (unscored, ``scorer``)
+    finished, and the runs' methods (greedy aside: its one sample is no budget to plan),
+    budgets and settings."""
     folders = [run_dir / f"{name}-{kind}" for name in sets for kind in ("none", scorer)]
     missing = [str(f) for f in folders if not (f / "records.jsonl").exists()]
     if missing:
@@ -74,10 +75,13 @@ def from_method_study(run_dir: Path, sets: list[str], scorer: str
     if len(datasets) != 1:
         sys.exit(f"the sets come from several datasets ({', '.join(sorted(datasets))}); a plan "
                  "is calibrated on one")
-    ids = None
-    for folder in folders:  # a problem's records are written together: present means done
-        done = {r["problem_id"] for r in read_records(folder / "records.jsonl").records}
-        ids = done if ids is None else ids & done
+    # a problem's records are written together, so present means done; a set's problems are
+    # those both its runs finished, and the sets (each its own problems) are joined
+    ids: set[str] = set()
+    for name in sets:
+        done = [{r["problem_id"] for r in read_records(
+            run_dir / f"{name}-{kind}" / "records.jsonl").records} for kind in ("none", scorer)]
+        ids |= done[0] & done[1]
     methods = [m for m in dict.fromkeys(m for manifest in manifests for m in manifest["methods"])
                if m != "greedy"]
     budgets = sorted({n for manifest in manifests for n in manifest["budgets"]})
@@ -85,7 +89,10 @@ def from_method_study(run_dir: Path, sets: list[str], scorer: str
                "--prm", scorer]
     for key, option in SETTING_OPTIONS.items():
         options += [option, str(settings[key])]
-    return ["--dataset", datasets.pop(), "--ids", ",".join(sorted(ids or ()))], options, folders
+    if not ids:
+        sys.exit(f"no problem of {', '.join(sets)} is finished in both its runs yet: resume "
+                 "benchmarks/methods.py first")
+    return ["--dataset", datasets.pop(), "--ids", ",".join(sorted(ids))], options, folders
 
 
 def main() -> None:
