@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import gzip
-import importlib.util
 import json
 import subprocess
 import threading
@@ -16,16 +15,14 @@ from pathlib import Path
 
 import pytest
 
-STUDY_FILE = Path(__file__).parents[1] / "benchmarks" / "methods.py"
+from benchmark_scripts import load_benchmark
+
 SET = "ladder level 1"
 
 
 @pytest.fixture(scope="module")
 def study():
-    spec = importlib.util.spec_from_file_location("method_study", STUDY_FILE)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("methods")
 
 
 def record(problem: str, method: str, n: int, correct: bool, flops: float,

@@ -4,13 +4,13 @@ calibrate``, read from run folders written here."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 
 import pytest
 
-STUDY_FILE = Path(__file__).parents[1] / "benchmarks" / "planner.py"
+from benchmark_scripts import load_benchmark
+
 SETTINGS = {"temperature": 0.7, "top_p": 1.0, "max_step_tokens": 64, "max_depth": 8,
             "max_solution_tokens": 256, "width": 4, "step_delimiter": None, "end_stops": [],
             "step_aggregation": "min", "answer_aggregation": "prm_vote", "seed": 0}
@@ -18,10 +18,7 @@ SETTINGS = {"temperature": 0.7, "top_p": 1.0, "max_step_tokens": 64, "max_depth"
 
 @pytest.fixture(scope="module")
 def study():
-    spec = importlib.util.spec_from_file_location("planner_study", STUDY_FILE)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("planner")
 
 
 def write_run(folder: Path, methods: list[str], problems: list[str], scorer: str | None,
