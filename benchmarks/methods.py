@@ -251,50 +251,48 @@ def adaptive_ratios(table) -> list[dict]:
     return rows
 
 
-def compute_optimal(rows: list[dict], table) -> list[dict]:
+def compute_optimal(table) -> list[dict]:
     """Per problem set and budget N, the most accurate option of budget N or less (ties:
     fewer FLOPs), as the planner chooses, and the options it cannot be told apart from: the
-    paired 95 % interval of their accuracy difference on the problems both answered reaches 0
-    (cheapest first)."""
+    paired 95 % interval of their accuracy difference reaches 0 (cheapest first). Options
+    are compared on the problems all of the set's options answered: all of them once the
+    study is finished; while a run is short of its problems, those it has."""
     def rank(row: dict) -> tuple[float, float]:
         return row["accuracy"]["value"], -(row["flops"] or float("inf"))
 
     chosen = []
-    for key in sorted({(row["problems"], row["n"]) for row in rows}):
-        within = [row for row in rows if row["problems"] == key[0] and row["n"] <= key[1]]
-        top = max(within, key=rank)
-        mine = table[(top["problems"], top["method"], top["scorer"], top["n"])]
-        tied = []
-        for row in within:
-            if row is top:
-                continue
-            theirs = table[(row["problems"], row["method"], row["scorer"], row["n"])]
-            shared = sorted(set(mine) & set(theirs))
-            if not shared:
-                continue
-            difference = paired_difference([float(mine[p]["correct"]) for p in shared],
-                                           [float(theirs[p]["correct"]) for p in shared])
-            if difference.low <= 0:
-                tied.append({"method": row["method"], "scorer": row["scorer"], "n": row["n"],
-                             "flops": row["flops"], "difference": difference.to_dict()})
-        tied.sort(key=lambda t: t["flops"] or float("inf"))
-        chosen.append({**top, "budget": key[1], "tied": tied,
-                       "over_greedy": _over_greedy(table, top)})
+    for set_name in sorted({key[0] for key in table}):
+        options = {key: records for key, records in table.items()
+                   if key[0] == set_name and records}
+        common = sorted(set.intersection(*(set(records) for records in options.values())))
+        if not common:
+            continue
+        shared = {key: [records[p] for p in common] for key, records in options.items()}
+        rows = [_row(*key, dict(zip(common, records, strict=True)))
+                for key, records in shared.items()]
+        correct = {key: [float(r["correct"]) for r in records] for key, records in shared.items()}
+        greedy = correct.get((set_name, "greedy", "none", 1))
+        for budget in sorted({row["n"] for row in rows}):
+            within = [row for row in rows if row["n"] <= budget]
+            top = max(within, key=rank)
+            mine = correct[_key(top)]
+            tied = []
+            for row in within:
+                difference = paired_difference(mine, correct[_key(row)])
+                if row is not top and difference.low <= 0:
+                    tied.append({"method": row["method"], "scorer": row["scorer"],
+                                 "n": row["n"], "flops": row["flops"],
+                                 "difference": difference.to_dict()})
+            tied.sort(key=lambda t: t["flops"] or float("inf"))
+            # what test-time scaling buys: the choice's paired difference to greedy decoding
+            over_greedy = (paired_difference(mine, greedy).to_dict()
+                           if greedy is not None and top["method"] != "greedy" else None)
+            chosen.append({**top, "budget": budget, "tied": tied, "over_greedy": over_greedy})
     return chosen
 
 
-def _over_greedy(table, top: dict) -> dict | None:
-    """What test-time scaling buys: the paired accuracy difference of the choice to greedy
-    decoding on the problems both answered (``None`` for greedy itself, or without it)."""
-    greedy = table.get((top["problems"], "greedy", "none", 1), {})
-    if top["method"] == "greedy":
-        return None
-    mine = table[(top["problems"], top["method"], top["scorer"], top["n"])]
-    shared = sorted(set(mine) & set(greedy))
-    if not shared:
-        return None
-    return paired_difference([float(mine[p]["correct"]) for p in shared],
-                             [float(greedy[p]["correct"]) for p in shared]).to_dict()
+def _key(row: dict) -> tuple[str, str, str, int]:
+    return row["problems"], row["method"], row["scorer"], row["n"]
 
 
 def _pct(estimate: dict) -> str:
@@ -339,12 +337,14 @@ def markdown(rows: list[dict], ratios: list[dict], best: list[dict], setup: dict
               "Within noise: the options whose paired 95 % interval of the accuracy difference "
               "to the best reaches 0, cheapest first (the cheaper of them are as good a choice "
               "on this evidence). Over greedy: the paired accuracy difference to greedy "
-              "decoding, in points, what test-time scaling buys at that budget.", "",
-              "| problems | budget | choice | scorer | accuracy | FLOPs | over greedy "
+              "decoding, in points, what test-time scaling buys at that budget. Every option "
+              "of a set is compared on the problems all of them answered (column \"on\"; "
+              "fewer than the set's while a run is short of its problems).", "",
+              "| problems | budget | choice | scorer | on | accuracy | FLOPs | over greedy "
               "| within noise |",
-              "|---|---|---|---|---|---|---|---|"]
+              "|---|---|---|---|---|---|---|---|---|"]
     lines += [f"| {r['problems']} | {r['budget']} | {r['method']}@{r['n']} | {r['scorer']} "
-              f"| {_pct(r['accuracy'])} | {format_flops(r['flops'])} "
+              f"| {r['count']} | {_pct(r['accuracy'])} | {format_flops(r['flops'])} "
               f"| {_signed(r['over_greedy']) if r.get('over_greedy') else ''} "
               f"| {_tied(r['tied'])} |" for r in best]
     if ratios:
@@ -413,7 +413,7 @@ def main() -> None:
     rows = [_row(*key, records) for key, records in table.items() if records]
     rows.sort(key=lambda r: (r["problems"], r["n"], list(METHODS).index(r["method"]),
                              r["scorer"]))
-    ratios, best = adaptive_ratios(table), compute_optimal(rows, table)
+    ratios, best = adaptive_ratios(table), compute_optimal(table)
     planned = set_sizes(args)
     skipped = {f"{name} / {scorer}": _headroom_text(room) for name, size in planned.items()
                for scorer in args.scorers[1:]

@@ -68,10 +68,10 @@ def test_the_choice_at_each_budget_is_the_most_accurate_option_within_it(study, 
         ("beam", 16, "grounded"): (right(12), 16.0),
     })
     table = study._records(runs)
-    rows = [study._row(*key, records) for key, records in table.items()]
-    best = {choice["budget"]: choice for choice in study.compute_optimal(rows, table)}
-    backwards = {choice["budget"]: choice for choice in study.compute_optimal(rows[::-1], table)}
-    assert backwards == best  # the choice does not hang on the order of the rows
+    best = {choice["budget"]: choice for choice in study.compute_optimal(table)}
+    backwards = {choice["budget"]: choice
+                 for choice in study.compute_optimal(dict(reversed(table.items())))}
+    assert backwards == best  # the choice does not hang on the order of the options
 
     assert sorted(best) == [1, 4, 16]
     assert (best[1]["method"], best[1]["over_greedy"]) == ("greedy", None)
@@ -84,6 +84,22 @@ def test_the_choice_at_each_budget_is_the_most_accurate_option_within_it(study, 
     assert best[16]["over_greedy"]["value"] == pytest.approx(0.5)
     assert best[16]["over_greedy"]["low"] > 0
     assert "greedy" not in [t["method"] for t in best[16]["tied"]]
+    assert {choice["count"] for choice in best.values()} == {20}
+
+
+def test_options_are_compared_on_the_problems_they_all_answered(study, tmp_path):
+    # Best-of-N's run has reached 5 of the 20 problems; greedy is right on 2 of those 5
+    # (40 %) and on no other, Best-of-N on 1 of them: over their own problems Best-of-N
+    # (20 %) would look better than greedy (10 %)
+    runs = runs_of(tmp_path, {("greedy", 1, None): (right(2), 1.0),
+                              ("bon", 4, "grounded"): (right(1, total=5), 4.0)})
+
+    best = {choice["budget"]: choice for choice in study.compute_optimal(study._records(runs))}
+
+    assert best[4]["method"] == "greedy"
+    assert best[4]["count"] == 5
+    assert best[4]["accuracy"]["value"] == pytest.approx(0.4)
+    assert [t["method"] for t in best[4]["tied"]] == ["bon"]
 
 
 def test_an_adaptive_method_is_paired_with_the_fixed_method_it_stops_early_from(study, tmp_path):
