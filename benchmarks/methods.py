@@ -267,10 +267,10 @@ def compute_optimal(table) -> list[dict]:
         common = sorted(set.intersection(*(set(records) for records in options.values())))
         if not common:
             continue
-        shared = {key: [records[p] for p in common] for key, records in options.items()}
-        rows = [_row(*key, dict(zip(common, records, strict=True)))
-                for key, records in shared.items()]
-        correct = {key: [float(r["correct"]) for r in records] for key, records in shared.items()}
+        shared = {key: {p: records[p] for p in common} for key, records in options.items()}
+        rows = [_row(*key, records) for key, records in shared.items()]
+        correct = {key: [float(r["correct"]) for r in records.values()]
+                   for key, records in shared.items()}
         greedy = correct.get((set_name, "greedy", "none", 1))
         for budget in sorted({row["n"] for row in rows}):
             within = [row for row in rows if row["n"] <= budget]
@@ -278,8 +278,10 @@ def compute_optimal(table) -> list[dict]:
             mine = correct[_key(top)]
             tied = []
             for row in within:
+                if row is top:
+                    continue
                 difference = paired_difference(mine, correct[_key(row)])
-                if row is not top and difference.low <= 0:
+                if difference.low <= 0:
                     tied.append({"method": row["method"], "scorer": row["scorer"],
                                  "n": row["n"], "flops": row["flops"],
                                  "difference": difference.to_dict()})

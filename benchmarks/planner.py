@@ -78,9 +78,9 @@ def from_method_study(run_dir: Path, sets: list[str], scorer: str
     # a problem's records are written together, so present means done; a set's problems are
     # those both its runs finished, and the sets (each its own problems) are joined
     ids: set[str] = set()
-    for name in sets:
-        done = [{r["problem_id"] for r in read_records(
-            run_dir / f"{name}-{kind}" / "records.jsonl").records} for kind in ("none", scorer)]
+    for unscored, scored_run in zip(folders[::2], folders[1::2], strict=True):
+        done = [{r["problem_id"] for r in read_records(folder / "records.jsonl").records}
+                for folder in (unscored, scored_run)]
         ids |= done[0] & done[1]
     methods = [m for m in dict.fromkeys(m for manifest in manifests for m in manifest["methods"])
                if m != "greedy"]

@@ -16,6 +16,8 @@ from __future__ import annotations
 import os
 from types import ModuleType
 
+from ttscale.engines import FLASH_ATTN
+
 OMP_WAIT_POLICY = "PASSIVE"
 
 
@@ -33,8 +35,6 @@ def default_threads() -> int:
 def default_flash_attn() -> str:
     """llama.cpp's attention kernel when none is given: ``$TTSCALE_FLASH_ATTN`` (``auto``,
     ``on`` or ``off``), else ``auto``."""
-    from ttscale.engines import FLASH_ATTN
-
     chosen = os.environ.get("TTSCALE_FLASH_ATTN", "").strip().lower()
     if chosen and chosen not in FLASH_ATTN:
         raise ValueError(f"TTSCALE_FLASH_ATTN must be auto, on or off, not {chosen!r}")
