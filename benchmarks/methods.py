@@ -302,6 +302,9 @@ def _pct(estimate: dict) -> str:
             .replace("%", ""))
 
 
+TIED_SHOWN = 5  # the cheapest few say what can stand in for the choice; methods.json has all
+
+
 def markdown(rows: list[dict], ratios: list[dict], best: list[dict], setup: dict,
              curves: dict[str, list[Path]] | None = None) -> str:
     lines = ["# The method study on the embedded model", "",
@@ -338,7 +341,8 @@ def markdown(rows: list[dict], ratios: list[dict], best: list[dict], setup: dict
               "on a tie), as the planner chooses. "
               "Within noise: the options whose paired 95 % interval of the accuracy difference "
               "to the best reaches 0, cheapest first (the cheaper of them are as good a choice "
-              "on this evidence). Over greedy: the paired accuracy difference to greedy "
+              f"on this evidence; the {TIED_SHOWN} cheapest are named, `methods.json` lists "
+              "all). Over greedy: the paired accuracy difference to greedy "
               "decoding, in points, what test-time scaling buys at that budget. Every option "
               "of a set is compared on the problems all of them answered (column \"on\"; "
               "fewer than the set's while a run is short of its problems).", "",
@@ -363,9 +367,10 @@ def markdown(rows: list[dict], ratios: list[dict], best: list[dict], setup: dict
 
 
 def _tied(tied: list[dict]) -> str:
-    return ", ".join(f"{t['method']}@{t['n']}"
-                     + (f"/{t['scorer']}" if t["scorer"] != "none" else "")
-                     + f" ({format_flops(t['flops'])})" for t in tied) or "none"
+    shown = ", ".join(f"{t['method']}@{t['n']}"
+                      + (f"/{t['scorer']}" if t["scorer"] != "none" else "")
+                      + f" ({format_flops(t['flops'])})" for t in tied[:TIED_SHOWN]) or "none"
+    return shown + (f" and {len(tied) - TIED_SHOWN} more" if len(tied) > TIED_SHOWN else "")
 
 
 def _signed(estimate: dict) -> str:

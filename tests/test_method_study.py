@@ -102,6 +102,24 @@ def test_options_are_compared_on_the_problems_they_all_answered(study, tmp_path)
     assert [t["method"] for t in best[4]["tied"]] == ["bon"]
 
 
+def test_the_table_names_the_cheapest_options_within_noise_and_counts_the_rest(study, tmp_path):
+    # seven options of 4 as accurate as greedy: all are within noise of the choice (greedy)
+    options = {("greedy", 1, None): (right(2), 1.0)}
+    options |= {(f"m{k}", 4, "grounded"): (right(2), 10.0 + k) for k in range(7)}
+    best = study.compute_optimal(study._records(runs_of(tmp_path, options)))
+    choice = next(c for c in best if c["budget"] == 4)
+    assert len(choice["tied"]) == 7  # the record keeps every one
+
+    setup = {"machine": "m", "settings": [], "n": [4]}
+    line = next(row for row in study.markdown([], [], best, setup).splitlines()
+                if row.startswith(f"| {SET} | 4 |"))
+    named = [f"m{k}@4/grounded" for k in range(study.TIED_SHOWN)]
+    positions = [line.find(name) for name in named]
+    assert -1 not in positions and positions == sorted(positions)  # cheapest first
+    assert f"m{study.TIED_SHOWN}@4" not in line and "m6@4" not in line
+    assert line.rstrip(" |").endswith(f"and {7 - study.TIED_SHOWN} more")
+
+
 def test_an_adaptive_method_is_paired_with_the_fixed_method_it_stops_early_from(study, tmp_path):
     stopped = {"adaptive": {"drawn": 2}}
     esc = [record(f"p{i}", "esc", 16, i < 5, 4.0, **stopped) for i in range(12)]
