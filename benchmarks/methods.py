@@ -418,9 +418,11 @@ def main() -> None:
     archive_runs(runs, args.archive)
     table = _records(runs)
     rows = [_row(*key, records) for key, records in table.items() if records]
-    rows.sort(key=lambda r: (r["problems"], r["n"], list(METHODS).index(r["method"]),
-                             r["scorer"]))
-    ratios, best = adaptive_ratios(table), compute_optimal(table)
+    order = list(dict.fromkeys(set_name for set_name, _, _ in runs))  # the study's: by level
+    rows.sort(key=lambda r: (order.index(r["problems"]), r["n"],
+                             list(METHODS).index(r["method"]), r["scorer"]))
+    ratios = sorted(adaptive_ratios(table), key=lambda r: order.index(r["problems"]))
+    best = sorted(compute_optimal(table), key=lambda r: order.index(r["problems"]))
     planned = set_sizes(args)
     skipped = {f"{name} / {scorer}": _headroom_text(room) for name, size in planned.items()
                for scorer in args.scorers[1:]
