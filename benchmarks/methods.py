@@ -419,10 +419,14 @@ def main() -> None:
     table = _records(runs)
     rows = [_row(*key, records) for key, records in table.items() if records]
     order = list(dict.fromkeys(set_name for set_name, _, _ in runs))  # the study's: by level
-    rows.sort(key=lambda r: (order.index(r["problems"]), r["n"],
-                             list(METHODS).index(r["method"]), r["scorer"]))
-    ratios = sorted(adaptive_ratios(table), key=lambda r: order.index(r["problems"]))
-    best = sorted(compute_optimal(table), key=lambda r: order.index(r["problems"]))
+
+    def in_study_order(row: dict) -> int:
+        return order.index(row["problems"])
+
+    rows.sort(key=lambda r: (in_study_order(r), r["n"], list(METHODS).index(r["method"]),
+                             r["scorer"]))
+    ratios = sorted(adaptive_ratios(table), key=in_study_order)
+    best = sorted(compute_optimal(table), key=in_study_order)
     planned = set_sizes(args)
     skipped = {f"{name} / {scorer}": _headroom_text(room) for name, size in planned.items()
                for scorer in args.scorers[1:]
