@@ -35,7 +35,6 @@ Usage: python benchmarks/methods.py [--run-dir runs/bench-methods] [--levels 1,2
 from __future__ import annotations
 
 import argparse
-import gzip
 import json
 import os
 import platform
@@ -53,6 +52,9 @@ from ttscale.compute import format_flops
 from ttscale.records import read_records
 from ttscale.search import METHODS
 from ttscale.stats import bootstrap_mean, paired_difference, ratio_of_means
+
+sys.path.insert(0, str(Path(__file__).parent))
+from run_archive import archive_run, restore  # noqa: E402 - beside this file
 
 RESULTS = Path(__file__).parent / "results"
 ARCHIVE = RESULTS / "methods-runs"
@@ -175,29 +177,11 @@ def _headroom_text(room: dict) -> str:
             f"of {room['problems']} problems")
 
 
-def restore(out: Path, archive: Path) -> None:
-    """Unpack an archived run that is not here, so that the run resumes from its records."""
-    saved = archive / out.name
-    if (out / "records.jsonl").exists() or not (saved / "records.jsonl.gz").exists():
-        return
-    out.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(saved / "manifest.json", out / "manifest.json")
-    with gzip.open(saved / "records.jsonl.gz", "rb") as packed, \
-            open(out / "records.jsonl", "wb") as plain:
-        shutil.copyfileobj(packed, plain)
-
-
 def archive_runs(runs, archive: Path) -> None:
-    """Each run's manifest and records, gzipped (no time stamp, so unchanged records pack to
-    the same bytes): the data behind the tables, and what a later invocation resumes from."""
+    """Each run packed under ``archive``: the data behind the tables, and what a later
+    invocation resumes from."""
     for _, _, out in runs:
-        saved = archive / out.name
-        saved.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(out / "manifest.json", saved / "manifest.json")
-        with open(out / "records.jsonl", "rb") as plain, \
-                open(saved / "records.jsonl.gz", "wb") as target, \
-                gzip.GzipFile(filename="", mode="wb", fileobj=target, mtime=0) as packed:
-            shutil.copyfileobj(plain, packed)
+        archive_run(out, archive)
 
 
 def _records(runs) -> dict[tuple[str, str, str, int], dict[str, dict]]:

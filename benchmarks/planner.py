@@ -17,6 +17,11 @@ wider menu stands beside the first.
 read from those runs' manifests, and their records imported (``--import-runs``), so that only
 the pass@1 samples that bin the problems are drawn.
 
+The samples the study draws itself (with ``--from-study``, those pass@1 samples only: the rest
+are the method study's archived records) are kept gzipped under
+``benchmarks/results/NAME-runs``, and unpacked from there when their run folders are gone, so
+the results rebuild elsewhere without drawing them again.
+
 Usage: python benchmarks/planner.py [--limit 24] [--out runs/plan-bench] [--threads 2]
        [--methods majority,bon,beam,dvts] [--name planner]
        python benchmarks/planner.py --from-study runs/bench-methods
@@ -37,6 +42,9 @@ import time
 from pathlib import Path
 
 from ttscale.records import read_records
+
+sys.path.insert(0, str(Path(__file__).parent))
+from run_archive import archive_run, restore  # noqa: E402 - beside this file
 
 RESULTS = Path(__file__).parent / "results"
 
@@ -95,6 +103,14 @@ def from_method_study(run_dir: Path, sets: list[str], scorer: str
     return ["--dataset", datasets.pop(), "--ids", ",".join(sorted(ids))], options, folders
 
 
+def drawn_runs(out: Path, from_study: bool) -> list[Path]:
+    """The run folders of the samples a planner study draws itself. With ``--from-study``
+    its halves are the method study's records, imported (and archived with that study), so
+    only the pass@1 samples that bin the problems."""
+    names = ["difficulty"] if from_study else ["difficulty", "calibration", "evaluation"]
+    return [out / "runs" / name for name in names]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", type=Path, default=Path("runs/plan-bench"))
@@ -131,6 +147,12 @@ def main() -> None:
                  "--width", "4", "--prm", "self"]
         description = {"dataset": "gsm8k", "limit": args.limit, "methods": args.methods,
                        "budgets": args.n, "tree_budgets": args.tree_n}
+    # the drawn samples are kept under results/NAME-runs: unpacked here when their folders
+    # are gone, so a rerun elsewhere rebuilds the results without drawing them again
+    archive = RESULTS / f"{args.name}-runs"
+    drawn = drawn_runs(args.out, bool(args.from_study))
+    for folder in drawn:
+        restore(folder, archive)
     started = time.perf_counter()
     ttscale("plan", "calibrate", "--out", str(args.out), *selection, *study,
             *(f for folder in imports for f in ("--import-runs", str(folder.resolve()))),
@@ -138,6 +160,8 @@ def main() -> None:
             "--min-problems", str(args.min_problems), *threads)
     ttscale("plan", "evaluate", "--plan", str(args.out / "plan.json"), *threads)
     seconds = time.perf_counter() - started
+    for folder in drawn:
+        archive_run(folder, archive)
     plan = json.loads((args.out / "plan.json").read_text())
     evaluation = json.loads((args.out / "evaluation.json").read_text())
     RESULTS.mkdir(parents=True, exist_ok=True)

@@ -82,3 +82,10 @@ def test_a_study_it_cannot_build_on_is_refused_with_what_to_do(study, tmp_path):
     write_study(tmp_path / "mixed", {2: (2, 2)}, settings={"max_depth": 6})
     with pytest.raises(SystemExit, match="differ in their search settings"):
         study.from_method_study(tmp_path / "mixed", sets, "grounded")
+
+
+def test_a_study_on_the_method_study_archives_only_the_samples_it_draws(study, tmp_path):
+    # its halves are imported from the method study, whose archive already keeps them
+    assert study.drawn_runs(tmp_path, from_study=True) == [tmp_path / "runs" / "difficulty"]
+    assert study.drawn_runs(tmp_path, from_study=False) == [
+        tmp_path / "runs" / name for name in ("difficulty", "calibration", "evaluation")]
