@@ -185,11 +185,12 @@ def archive_runs(runs, archive: Path) -> None:
 
 
 def _records(runs) -> dict[tuple[str, str, str, int], dict[str, dict]]:
-    """{(problem set, method, scorer, N): {problem id: record}}."""
+    """{(problem set, method, scorer, N): {problem id: record}}, the scorer named as the study
+    names its run (``self``, not the registry's ``confidence`` the records carry)."""
     table: dict[tuple[str, str, str, int], dict[str, dict]] = defaultdict(dict)
-    for set_name, _, folder in runs:
+    for set_name, scorer, folder in runs:
         for record in read_records(folder / "records.jsonl").records:
-            key = (set_name, record["method"], record["scorer"] or "none", record["n"])
+            key = (set_name, record["method"], scorer, record["n"])
             table[key][record["problem_id"]] = record
     return table
 

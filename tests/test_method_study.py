@@ -248,3 +248,12 @@ def test_after_a_run_fails_no_other_starts(study, tmp_path, monkeypatch):
     with pytest.raises(subprocess.CalledProcessError):
         study.run_all(study_args(tmp_path, 1), ["majority", "bon"])
     assert fake.made == ["ladder-level-1-none", "ladder-level-1-grounded"]
+
+
+def test_a_scorer_is_tabled_under_the_name_the_study_runs_it_by(study, tmp_path):
+    # `--prm self` runs the registry's `confidence` scorer, whose name the records carry
+    run = write_run(tmp_path / "ladder-level-1-self",
+                    [record("p1", "bon", 4, True, 1.0, "confidence")])
+    unscored = write_run(tmp_path / "ladder-level-1-none", [record("p1", "majority", 4, True, 1.0)])
+    table = study._records([(SET, "self", run), (SET, "none", unscored)])
+    assert set(table) == {(SET, "bon", "self", 4), (SET, "majority", "none", 4)}
