@@ -135,7 +135,7 @@ def run_all(args, methods: Sequence[str]) -> list[tuple[str, str, Path]]:
         except BaseException:
             failed.set()
             raise
-        archive_runs([(set_name, scorer, out)], args.archive)  # survives a lost checkout
+        archive_run(out, args.archive)  # survives a lost checkout
 
     # Runs are independent (a folder each), and on a small machine two one-thread decoders
     # move more tokens than one of two threads (benchmarks/results/threads.md); they start

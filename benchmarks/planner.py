@@ -42,6 +42,7 @@ import time
 from pathlib import Path
 
 from ttscale.records import read_records
+from ttscale.run.calibrate import difficulty_folder, half_folder
 
 sys.path.insert(0, str(Path(__file__).parent))
 from run_archive import archive_run, restore  # noqa: E402 - beside this file
@@ -107,8 +108,8 @@ def drawn_runs(out: Path, from_study: bool) -> list[Path]:
     """The run folders of the samples a planner study draws itself. With ``--from-study``
     its halves are the method study's records, imported (and archived with that study), so
     only the pass@1 samples that bin the problems."""
-    names = ["difficulty"] if from_study else ["difficulty", "calibration", "evaluation"]
-    return [out / "runs" / name for name in names]
+    halves = [] if from_study else [half_folder(out, h) for h in ("calibration", "evaluation")]
+    return [difficulty_folder(out), *halves]
 
 
 def main() -> None:

@@ -163,19 +163,29 @@ async def run_half(config: StudyConfig, half: str, ids: Sequence[str], policy: P
                           "--thinking on)")
     methods_config = config.run_config(ids)
     if imports:
-        import_records(imports, out / "runs" / half,
+        import_records(imports, half_folder(out, half),
                        fingerprint(methods_config, policy.info, prompt), ids,
                        methods_config.jobs())
-    methods = await run(methods_config, policy, scorer, out / "runs" / half, prompt,
+    methods = await run(methods_config, policy, scorer, half_folder(out, half), prompt,
                         on_problem_done=hook(f"{half}: methods"))
     for budget in config.thinking_budgets:
         await run(config.run_config(ids, budget), policy, scorer,
                   _budgeted_folder(out, half, budget), prompt,
                   on_problem_done=hook(f"{half}: thinking budget {budget}"))
     difficulty = await run(config.difficulty_config(ids), policy, None,
-                           out / "runs" / "difficulty", prompt,
+                           difficulty_folder(out), prompt,
                            on_problem_done=hook(f"{half}: pass@1 samples"))
     return methods, difficulty
+
+
+def half_folder(out: Path, half: str) -> Path:
+    """The run of a half's methods (``calibration``, ``evaluation``) in study folder ``out``."""
+    return out / "runs" / half
+
+
+def difficulty_folder(out: Path) -> Path:
+    """The run of the pass@1 samples that bin the problems of both halves."""
+    return out / "runs" / "difficulty"
 
 
 def _budgeted_folder(out: Path, half: str, thinking_budget: int) -> Path:
@@ -187,10 +197,10 @@ def read_half(out: Path, half: str, ids: Sequence[str], probe_size: int,
               ) -> tuple[dict[str, ProblemOutcomes], dict[str, PassRate]]:
     """The outcomes and pass@1 estimates of one half's problems, from its records on disk."""
     wanted = set(ids)
-    folders = [out / "runs" / half] + [_budgeted_folder(out, half, b) for b in thinking_budgets]
+    folders = [half_folder(out, half)] + [_budgeted_folder(out, half, b) for b in thinking_budgets]
     records = [r for folder in folders for r in read_records(folder / RECORDS_FILE).records
                if r["problem_id"] in wanted]
-    difficulty = [r for r in read_records(out / "runs" / "difficulty" / RECORDS_FILE).records
+    difficulty = [r for r in read_records(difficulty_folder(out) / RECORDS_FILE).records
                   if r["problem_id"] in wanted and r["method"] == "majority"]
     return collect_outcomes(records, probe_size), pass_rates_from_records(difficulty)
 
