@@ -189,7 +189,8 @@ def difficulty_folder(out: Path) -> Path:
 
 
 def _budgeted_folder(out: Path, half: str, thinking_budget: int) -> Path:
-    return out / "runs" / f"{half}-think{thinking_budget}"
+    """The run of a half's methods with thoughts cut at ``thinking_budget``, beside the half's."""
+    return half_folder(out, half).with_name(f"{half}-think{thinking_budget}")
 
 
 def read_half(out: Path, half: str, ids: Sequence[str], probe_size: int,
