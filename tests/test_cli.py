@@ -146,3 +146,31 @@ def test_a_sampling_preset_sets_what_the_user_did_not():
     assert (mixed.temperature, mixed.top_p) == (0.7, 0.9)  # what is given explicitly wins
     with pytest.raises(ConfigError, match="unknown sampling preset 'r2'"):
         settings("--sampling", "r2")
+
+
+# -- particle temperature -------------------------------------------------------------------
+@pytest.mark.parametrize("command", [
+    ["run", "--limit", "1"],
+    ["solve", "What is 2 + 3?"],
+    ["plan", "calibrate", "--out", "unused-study", "--limit", "4"],
+    ["serve"],
+])
+def test_every_searching_command_takes_the_particle_temperature_and_checks_it(command,
+                                                                              tmp_path,
+                                                                              monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    result = _run(*command, "--particle-temperature", "0")
+    assert result.exit_code == 2, result.output
+    assert "particle_temperature must be above 0" in result.output
+    assert not (tmp_path / "unused-study").exists()  # refused before anything was written
+
+
+def test_a_run_records_the_particle_temperature_it_was_given():
+    from ttscale.cli.run import prepare_run
+
+    job = prepare_run(_run_options("--method", "pf", "--n", "4", "--prm", "arith",
+                                   "--particle-temperature", "8", "--limit", "1"))
+    assert job.config.settings.particle_temperature == 8.0
+    assert job.config.settings.identity()["particle_temperature"] == 8.0
+    plain = prepare_run(_run_options("--method", "pf", "--n", "4", "--limit", "1"))
+    assert plain.config.settings.particle_temperature == 1.0

@@ -4,6 +4,7 @@ weight, the particles every round, the tree and the record they leave. No model 
 from __future__ import annotations
 
 import asyncio
+import math
 from collections import Counter
 from fractions import Fraction
 
@@ -28,7 +29,7 @@ from ttscale.search.best_of_n import sample_solutions
 from ttscale.search.methods import MethodSpec
 from ttscale.search.particle_filtering import (
     GIBBS_SWEEPS,
-    SOFTMAX_TEMPERATURE,
+    SCORE_CLIP,
     draw_ancestors,
     gibbs_sweep_sizes,
     particle_filtering,
@@ -36,6 +37,8 @@ from ttscale.search.particle_filtering import (
     resampling_rng,
     resampling_weights,
 )
+from ttscale.errors import ConfigError
+from ttscale.settings import MAX_PARTICLE_TEMPERATURE, SearchSettings
 
 DONE = ("finished", "truncated")
 
@@ -62,6 +65,12 @@ def odds_weights(scores) -> list[Fraction]:
     return [o / sum(odds) for o in odds]
 
 
+def tempered_weights(scores, temperature: float) -> list[float]:
+    """The weights at a temperature: each particle's odds to the power 1 / T, normalized."""
+    powered = [float(w) ** (1 / temperature) for w in odds_weights(scores)]
+    return [p / sum(powered) for p in powered]
+
+
 # the first steps' scores (odds 1, 3, 4, 1/4); deeper steps score 0.5
 FIRST_SCORES = (Fraction(1, 2), Fraction(3, 4), Fraction(4, 5), Fraction(1, 5))
 
@@ -77,7 +86,7 @@ def first_step_scores(path):
 
 class TestWeights:
     def test_the_weight_is_the_normalized_odds_at_temperature_one(self):
-        assert SOFTMAX_TEMPERATURE == 1.0
+        assert SearchSettings().particle_temperature == 1.0  # the paper's default
         weights = resampling_weights([float(s) for s in FIRST_SCORES])
         assert weights == pytest.approx([float(w) for w in odds_weights(FIRST_SCORES)],
                                         abs=1e-12)
@@ -88,6 +97,24 @@ class TestWeights:
         assert resampling_weights([0.5, 0.75], 0.5) == pytest.approx([0.1, 0.9], abs=1e-12)
         assert resampling_weights([0.5, 0.75], 2.0) == pytest.approx(
             [1 / (1 + 3 ** 0.5), 3 ** 0.5 / (1 + 3 ** 0.5)], abs=1e-12)
+
+    def test_a_higher_temperature_flattens_a_coarse_scorers_weights(self):
+        # arith scores a step 0, 0.5 or 1: clipped, their odds are 1e-7, 1 and 1e7, so at
+        # temperature 1 the best particle takes all the weight; at T the odds are raised to 1/T
+        best = (1 - SCORE_CLIP) / SCORE_CLIP
+        previous_top = 1.0
+        for temperature in (1.0, 4.0, 8.0, 16.0, MAX_PARTICLE_TEMPERATURE):
+            raw = [best ** (1 / temperature), 1.0, best ** (-1 / temperature)]
+            weights = resampling_weights([1.0, 0.5, 0.0], temperature)
+            assert weights == pytest.approx([w / sum(raw) for w in raw], rel=1e-9)
+            assert weights[0] < previous_top  # each higher temperature flattens them further
+            previous_top = weights[0]
+        assert resampling_weights([1.0, 0.5], 1.0)[1] < 1e-6  # one particle into every slot
+        assert resampling_weights([1.0, 0.5], 8.0)[0] / resampling_weights([1.0, 0.5], 8.0)[1] \
+            == pytest.approx(math.exp(math.log(best) / 8), rel=1e-9)  # about e**2
+        # at the largest temperature allowed, any two particles are within 3.3 % of each other
+        flattest = resampling_weights([1.0, 0.0], MAX_PARTICLE_TEMPERATURE)
+        assert 1 < flattest[0] / flattest[1] < 1.033
 
     def test_equal_scores_weigh_equally(self):
         assert resampling_weights([0.3] * 4) == pytest.approx([0.25] * 4, abs=1e-12)
@@ -112,18 +139,20 @@ class TestResamplingFrequencies:
     N = 4
     SEEDS = 500  # 2000 draws in the first round
 
-    def test_offspring_shares_match_the_weights(self):
+    @pytest.mark.parametrize("temperature", [1.0, 4.0])
+    def test_offspring_shares_match_the_weights(self, temperature):
         # particle 0 finishes at its first step: a finished particle is drawn by its weight too
         stepper = Stepper(boxes=lambda path: path == (0,) or len(path) >= 3,
                           score=first_step_scores)
-        expected_weights = odds_weights(FIRST_SCORES)
+        expected_weights = tempered_weights(FIRST_SCORES, temperature)
         offspring: Counter = Counter()
         for seed in range(self.SEEDS):
-            result, _, _ = search(particle_filtering, self.N, stepper, seed=seed)
+            result, _, _ = search(particle_filtering, self.N, stepper, seed=seed,
+                                  particle_temperature=temperature)
             [sweep] = result.details.sweeps
             first = sweep.rounds[0]
-            assert first.weights == pytest.approx([float(w) for w in expected_weights],
-                                                  abs=1e-12)
+            assert result.details.temperature == temperature
+            assert first.weights == pytest.approx(expected_weights, abs=1e-12)
             offspring.update(first.ancestors)
             # the tree agrees: an open first step has one child per particle drawn from it
             for i, node_id in enumerate(first.nodes):
@@ -132,10 +161,12 @@ class TestResamplingFrequencies:
                     assert len(node.children) == first.ancestors.count(i)
         draws = self.N * self.SEEDS
         assert sum(offspring.values()) == draws
-        expected = [draws * w for w in expected_weights]  # exact: 2000 * (4, 12, 16, 1) / 33
+        # at temperature 1: 2000 * (4, 12, 16, 1) / 33; at 4: their fourth roots, normalized
+        expected = [draws * w for w in expected_weights]
         chi_square = sum((offspring[i] - e) ** 2 / e for i, e in enumerate(expected))
         # 3 degrees of freedom: P(chi2 > 25) < 2e-5, so a correct sampler passes, and a
-        # sampler that ignores the weights (uniform: chi2 near 3800) or takes the best fails
+        # sampler that ignores the weights (uniform: chi2 near 3800 at temperature 1), takes
+        # the best, or draws by the other temperature's weights (chi2 above 500) fails
         assert chi_square < 25, (offspring, [float(e) for e in expected])
 
 
@@ -329,6 +360,19 @@ def same_search(one, two) -> bool:
 # --------------------------------------------------------------------------------------------
 
 
+class TestTheTemperatureSetting:
+    @pytest.mark.parametrize("bad", [0.0, -1.0, MAX_PARTICLE_TEMPERATURE * 2, float("nan")])
+    def test_a_temperature_out_of_range_is_refused(self, bad):
+        with pytest.raises(ConfigError, match="particle_temperature must be above 0 and at "
+                                              "most 1000"):
+            SearchSettings(particle_temperature=bad)
+
+    def test_it_enters_a_run_identity_only_when_set(self):
+        # runs recorded before the setting existed keep their identity, and so resume
+        assert "particle_temperature" not in SearchSettings().identity()
+        assert SearchSettings(particle_temperature=8.0).identity()["particle_temperature"] == 8.0
+
+
 class TestParticleGibbs:
     N = 8
     BOXES = staticmethod(lambda path: path[-1] % 3 == 0 or len(path) >= 4)
@@ -356,8 +400,9 @@ class TestParticleGibbs:
         assert [c.node_id for c in result.candidates] == list(first.final + second.final)
         assert (result.method, result.n) == ("pgibbs", self.N)
 
-    def test_the_reference_keeps_its_path_and_weighs_in_at_each_depth(self):
-        result, policy, _ = self.run()
+    @pytest.mark.parametrize("temperature", [1.0, 3.0])
+    def test_the_reference_keeps_its_path_and_weighs_in_at_each_depth(self, temperature):
+        result, policy, _ = self.run(particle_temperature=temperature)
         tree = result.tree
         first, second = result.details.sweeps
         reference_leaf = tree.nodes[first.final[first.reference]]
@@ -366,16 +411,20 @@ class TestParticleGibbs:
         for depth, r in enumerate(second.rounds, start=1):
             node = path[min(depth, len(path)) - 1]
             assert r.nodes[-1] == node.id
-            assert r.weights == tuple(resampling_weights([tree.nodes[i].score for i in r.nodes]))
+            assert r.weights == tuple(resampling_weights([tree.nodes[i].score for i in r.nodes],
+                                                         temperature))
         # its steps are not generated again: the second sweep's new nodes are its own samples
         second_calls = [c for c in policy.calls if c.seed >= 40]
         assert sum(c.samples for c in second_calls) == sum(x.group == 1 for x in tree.nodes)
         assert all(x.group == 0 for x in path)
 
-    def test_the_reference_is_drawn_by_the_final_weights(self):
-        result, _, _ = self.run()
+    @pytest.mark.parametrize("temperature", [1.0, 3.0])
+    def test_the_reference_is_drawn_by_the_final_weights(self, temperature):
+        result, _, _ = self.run(particle_temperature=temperature)
         first, _ = result.details.sweeps
-        final_weights = resampling_weights([result.tree.nodes[i].score for i in first.final])
+        assert result.details.temperature == temperature
+        final_weights = resampling_weights([result.tree.nodes[i].score for i in first.final],
+                                           temperature)
         # replay the search's generator: every draw of the sweep, then the reference's
         rng = resampling_rng(make_ctx(ScriptedPolicy(Stepper())))
         for r in first.rounds:
@@ -465,7 +514,7 @@ class TestAsRegistered:
         result, _, _ = self.dispatch(spec, 4, 2)
         record = result.details.to_dict()
         assert result.details.record_key == "particles"
-        assert record["temperature"] == SOFTMAX_TEMPERATURE
+        assert record["temperature"] == SearchSettings().particle_temperature
         for sweep in record["sweeps"]:
             assert set(sweep) == {"rounds", "final", "reference"}
             for r in sweep["rounds"]:

@@ -83,6 +83,22 @@ def test_settings_come_from_extra_fields_or_the_model_prefix():
     assert parse({**chat(budget=16), "model": f"beam-16/{MODEL}"}).budget == 16
 
 
+def test_the_particle_temperature_reaches_the_search_settings():
+    from ttscale.serve.service import SearchService
+
+    service = SearchService(ScriptedPolicy(lambda *a: ("", "stop")), PromptFormat(),
+                            ServerConfig())
+    plain = parse(chat(method="pf", budget=4))
+    assert plain.particle_temperature == ServerDefaults().particle_temperature == 1.0
+    assert service.settings(plain).particle_temperature == 1.0
+    sent = parse(chat(method="pf", budget=4, particle_temperature=8))
+    assert service.settings(sent).particle_temperature == 8.0
+    # a server started with another default gives it to the requests that do not send one
+    warm = parse_request(json.dumps(chat(method="pf")).encode(), "chat", MODEL,
+                         ServerDefaults(particle_temperature=4.0), LIMITS)
+    assert warm.particle_temperature == 4.0
+
+
 def test_a_served_name_with_slashes_still_takes_a_prefix():
     served = "Qwen/Qwen2.5-1.5B-Instruct"
     assert parse_model(served, served) == (None, None, None)
@@ -115,6 +131,9 @@ def test_every_registered_method_is_reachable_by_its_model_name_prefix():
     (chat(method="greedy", n=2), 400, "n", "greedy"),
     (chat(max_tokens=10_000), 400, "max_tokens", "at most 512"),
     (chat(temperature=3), 400, "temperature", "between"),
+    (chat(particle_temperature=0), 400, "particle_temperature", "above 0"),
+    (chat(particle_temperature=5000), 400, "particle_temperature", "between"),
+    (chat(particle_temperature="8"), 400, "particle_temperature", "number"),
     (chat(aggregation="best"), 400, "aggregation", "prm_vote"),
     (chat(stop=["\n"]), 400, "stop", "not supported"),
     (chat(tools=[{"type": "function"}]), 400, "tools", "not supported"),

@@ -39,6 +39,11 @@ class SearchSettings:
     thinking_budget: int | None = None
     probe_every: int | None = None
     probe_agreement: int = 3
+    # particle filtering and Gibbs (search/particle_filtering.py) weigh a particle by
+    # softmax(logit(score) / particle_temperature): 1 is the paper's and its_hub's default; a
+    # higher one flattens the weights, so a coarse scorer (0, 0.5, 1) does not resample one
+    # particle into every slot
+    particle_temperature: float = 1.0
 
     def __post_init__(self) -> None:
         if not 0 <= self.temperature <= 5:
@@ -60,6 +65,9 @@ class SearchSettings:
             raise ConfigError(f"the thinking budget ({self.thinking_budget} tokens) leaves no "
                               f"room for the answer within max_solution_tokens "
                               f"({self.max_solution_tokens}): lower it or raise the other")
+        if not 0 < self.particle_temperature <= MAX_PARTICLE_TEMPERATURE:
+            raise ConfigError(f"particle_temperature must be above 0 and at most "
+                              f"{MAX_PARTICLE_TEMPERATURE:g}, got {self.particle_temperature}")
         if self.probe_agreement < 2:
             raise ConfigError(f"probe_agreement must be at least 2, got {self.probe_agreement}")
         if self.answer_aggregation not in ANSWER_AGGREGATIONS:
@@ -90,7 +98,10 @@ class SearchSettings:
 
 
 
-LATER_FIELDS = ("thinking_budget", "probe_every", "probe_agreement")
+LATER_FIELDS = ("thinking_budget", "probe_every", "probe_agreement", "particle_temperature")
+# Scores are clipped to [1e-7, 1 - 1e-7], so logits lie within ±16.2: at 1000 the weights of
+# any two particles differ by at most 3.3 %, as good as uniform; a larger one means nothing more
+MAX_PARTICLE_TEMPERATURE = 1000.0
 
 # The sampling each reasoning family's model card recommends, as named presets (``--sampling``)
 # rather than defaults: DeepSeek-R1 and its distills "temperature 0.5-0.7 (0.6 recommended),

@@ -157,6 +157,10 @@ ProbeEveryOpt = Annotated[int | None, typer.Option(
          "once --probe-agreement answers in a row agree (Dynasor-CoT)")]
 ProbeAgreementOpt = Annotated[int, typer.Option(
     help="early exit: this many probes in a row with the same answer end the thought")]
+ParticleTemperatureOpt = Annotated[float, typer.Option(
+    help="particle filtering and Gibbs: the weights are softmax(logit(score) / this). 1 is "
+         "the paper's; raise it (e.g. 8) for a coarse scorer such as arith, whose weights at 1 "
+         "copy one particle into every slot")]
 ThinkingOpt = Annotated[str, typer.Option(
     help="a reasoning policy's thought (<think> … </think>): auto (as the chat template "
          "says), on, or off (Qwen3's enable_thinking=False; an R1 thought closed at once)")]
@@ -219,13 +223,16 @@ def search_settings(temperature: float = SearchSettings.temperature,
                     seed: int = SearchSettings.seed,
                     thinking_budget: int | None = SearchSettings.thinking_budget,
                     probe_every: int | None = SearchSettings.probe_every,
-                    probe_agreement: int = SearchSettings.probe_agreement) -> SearchSettings:
+                    probe_agreement: int = SearchSettings.probe_agreement,
+                    particle_temperature: float = SearchSettings.particle_temperature,
+                    ) -> SearchSettings:
     return SearchSettings(
         temperature=temperature, top_p=top_p, max_step_tokens=max_step_tokens,
         max_depth=max_depth, max_solution_tokens=max_solution_tokens, width=width,
         step_aggregation=step_agg, answer_aggregation=answer_agg,  # type: ignore[arg-type]
         step_delimiter=unescape(step_delimiter), seed=seed, thinking_budget=thinking_budget,
-        probe_every=probe_every, probe_agreement=probe_agreement)
+        probe_every=probe_every, probe_agreement=probe_agreement,
+        particle_temperature=particle_temperature)
 
 
 def scorer_options(prm_device: str = ScorerOptions.device, prm_dtype: str = ScorerOptions.dtype,

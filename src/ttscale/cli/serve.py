@@ -23,6 +23,7 @@ from ttscale.cli.options import (
     ModelOpt,
     NCtxOpt,
     ParamsOpt,
+    ParticleTemperatureOpt,
     PrmDeviceOpt,
     PrmDtypeOpt,
     PrmFormatOpt,
@@ -45,6 +46,7 @@ from ttscale.prompts import PromptFormat
 from ttscale.rewards import ScorerOptions
 from ttscale.serve.app import ServerConfig
 from ttscale.serve.requests import SERVED_METHODS, ServerDefaults, ServerLimits
+from ttscale.settings import SearchSettings
 
 SERVE_PORT = 8000  # where OpenAI-compatible servers listen by default
 SERVE_CONTEXT = 16384  # the KV cache every search in flight shares
@@ -94,6 +96,7 @@ def serve(
     max_step_tokens: MaxStepTokensOpt = ServerConfig.max_step_tokens,
     max_depth: MaxDepthOpt = ServerConfig.max_depth,
     temperature: TemperatureOpt = ServerDefaults.temperature,
+    particle_temperature: ParticleTemperatureOpt = ServerDefaults.particle_temperature,
     max_running: MaxRunningOpt = ServerConfig.max_running,
     max_waiting: MaxWaitingOpt = ServerConfig.max_waiting,
     max_budget: MaxBudgetOpt = ServerLimits.max_budget,
@@ -165,14 +168,17 @@ def _scorers(prm: list[str] | None, options: dict):
 
 
 def server_config(method: str, budget: int, width: int, prm: str, max_tokens: int,
-                  temperature: float, max_budget: int, max_tokens_limit: int,
+                  temperature: float, particle_temperature: float, max_budget: int,
+                  max_tokens_limit: int,
                   max_step_tokens: int, max_depth: int, max_running: int, max_waiting: int,
                   request_timeout: float, max_body_bytes: int, api_key: str | None,
                   served_model_name: str | None) -> ServerConfig:
     """How the server searches and what it accepts, from its options."""
+    SearchSettings(temperature=temperature, particle_temperature=particle_temperature)  # checks
     config = ServerConfig(
         defaults=ServerDefaults(method=method, budget=budget, width=width, prm=prm,
-                                max_tokens=max_tokens, temperature=temperature),
+                                max_tokens=max_tokens, temperature=temperature,
+                                particle_temperature=particle_temperature),
         limits=ServerLimits(max_budget=max_budget, max_tokens=max_tokens_limit),
         max_step_tokens=max_step_tokens, max_depth=max_depth, max_running=max_running,
         max_waiting=max_waiting, request_timeout_s=request_timeout,

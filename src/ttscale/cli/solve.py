@@ -21,6 +21,7 @@ from ttscale.cli.options import (
     MaxStepTokensOpt,
     ModelOpt,
     ParamsOpt,
+    ParticleTemperatureOpt,
     PrmDeviceOpt,
     PrmDtypeOpt,
     PrmFormatOpt,
@@ -83,6 +84,7 @@ def solve(
     thinking_budget: ThinkingBudgetOpt = SearchSettings.thinking_budget,
     probe_every: ProbeEveryOpt = SearchSettings.probe_every,
     probe_agreement: ProbeAgreementOpt = SearchSettings.probe_agreement,
+    particle_temperature: ParticleTemperatureOpt = SearchSettings.particle_temperature,
     max_step_tokens: MaxStepTokensOpt = SOLVE_STEP_TOKENS,
     max_depth: MaxDepthOpt = SOLVE_DEPTH,
     seed: SeedOpt = SearchSettings.seed,
@@ -105,7 +107,8 @@ def solve(
                                    max_depth=max_depth, seed=seed,
                                    max_solution_tokens=max_step_tokens * STEPS_PER_SOLUTION,
                                    thinking_budget=thinking_budget, probe_every=probe_every,
-                                   probe_agreement=probe_agreement)
+                                   probe_agreement=probe_agreement,
+                                   particle_temperature=particle_temperature)
         policy = load_policy(from_options(engine_spec, options))
         scorer = load_scorer(prm, policy=policy, options=scoring)
         result = asyncio.run(solve_async(problem, policy=policy, method=method, n=n,

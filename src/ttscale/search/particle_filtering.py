@@ -7,11 +7,11 @@ scaling``, ``sal/search/particle_gibbs.py``).
 **Particle filtering** (``pf``, budget N = N particles). Every round, each particle that has not
 finished samples one step from its own prefix (particles on the same node share one request for
 their summed samples, so they draw distinct steps); the scorer scores each new path, and a
-particle's weight is the softmax over particles of ``logit(s) / SOFTMAX_TEMPERATURE``, where
+particle's weight is the softmax over particles of ``logit(s) / T``, where
 ``s`` is the score of its newest step (a PRM reads the whole prefix, so its newest score
 judges the partial solution, as in both references), clipped to ``[SCORE_CLIP, 1 -
-SCORE_CLIP]``. At temperature 1 a particle's weight is its odds ``s / (1 - s)``, normalized.
-Then N ancestors are drawn
+SCORE_CLIP]``, and ``T`` is the settings' ``particle_temperature``. At temperature 1 a
+particle's weight is its odds ``s / (1 - s)``, normalized. Then N ancestors are drawn
 (multinomial resampling, with replacement) and particle ``j`` of the next round continues
 ancestor ``j``. Finished particles stay in the population with the weight of their final score,
 as in the reference (its_hub; the authors' ``--resample-inactive``): they take part in every
@@ -42,8 +42,12 @@ reference.
 
 Defaults and deviations:
 
-- ``SOFTMAX_TEMPERATURE = 1.0`` (the authors' ``softmax_temp`` default; its_hub applies no
-  temperature, i.e. 1), ``SCORE_CLIP = 1e-7`` (its_hub's clip before the logit).
+- ``particle_temperature`` 1 by default (the authors' ``softmax_temp`` default; its_hub applies
+  no temperature, i.e. 1), ``SCORE_CLIP = 1e-7`` (its_hub's clip before the logit). At 1 a
+  coarse scorer's weights are extreme: a step scored 1 outweighs one scored 0.5 by about 10⁷,
+  so one particle is copied into every slot and the population loses its diversity (the method
+  study measured it with the ``arith`` scorer). A temperature of 4–16 keeps that ratio at
+  e⁴–e¹ and lets resampling still prefer the better particles.
 - Multinomial resampling in every round, as its_hub's default and the authors' code; no
   resampling after the last round (the authors' code; its_hub draws once more, which only adds
   noise to the final population).
@@ -76,7 +80,6 @@ from ttscale.search.context import SearchContext
 from ttscale.search.result import Candidate, SearchResult, candidate_from_leaf
 from ttscale.search.tree import Node
 
-SOFTMAX_TEMPERATURE = 1.0  # the weights are softmax(logit(score) / temperature)
 SCORE_CLIP = 1e-7  # scores are clipped to [SCORE_CLIP, 1 - SCORE_CLIP] before the logit
 GIBBS_SWEEPS = 2  # particle Gibbs: sweeps the budget is split into (fewer for small budgets)
 NEUTRAL_SCORE = 0.5  # every step's score when no scorer is given
@@ -87,8 +90,7 @@ NEUTRAL_SCORE = 0.5  # every step's score when no scorer is given
 # --------------------------------------------------------------------------------------------
 
 
-def resampling_weights(scores: Sequence[float],
-                       temperature: float = SOFTMAX_TEMPERATURE) -> list[float]:
+def resampling_weights(scores: Sequence[float], temperature: float = 1.0) -> list[float]:
     """The particles' resampling probabilities: softmax of ``logit(score) / temperature``."""
     logits = [_logit(score) / temperature for score in scores]
     top = max(logits)
@@ -223,7 +225,8 @@ async def _sweep(
         particles, children = await _advance(ctx, particles, depth, group, path_scores,
                                              reuse if depth == 1 else ())
         weighed = particles + _reference_at(reference, depth)
-        weights = resampling_weights([node.score for node in weighed])  # type: ignore[misc]
+        weights = resampling_weights([node.score for node in weighed],  # type: ignore[misc]
+                                     ctx.settings.particle_temperature)
         nodes = tuple(node.id for node in weighed)
         if all(_done(node) for node in particles):
             rounds.append(ParticleRound(nodes, tuple(weights), None))
@@ -251,7 +254,7 @@ async def particle_filtering(ctx: SearchContext, n: int) -> SearchResult:
         raise ValueError(f"the budget must be at least 1, got {n}")
     path_scores: dict[int, list[float]] = {}
     leaves, rounds = await _sweep(ctx, resampling_rng(ctx), n, (), 0, path_scores, ctx.reuse)
-    history = ParticleHistory(SOFTMAX_TEMPERATURE, (
+    history = ParticleHistory(ctx.settings.particle_temperature, (
         ParticleSweep(tuple(rounds), tuple(leaf.id for leaf in leaves)),))
     return SearchResult("pf", n, None, tuple(_candidates(ctx, leaves, path_scores)), ctx.tree,
                         ctx.ledger, details=history)
@@ -290,10 +293,12 @@ async def particle_gibbs(ctx: SearchContext, n: int) -> SearchResult:
         candidates += _candidates(ctx, leaves, path_scores)
         chosen = None
         if sweep < len(sizes) - 1:
-            final_weights = resampling_weights([leaf.score for leaf in leaves])  # type: ignore[misc]
+            final_weights = resampling_weights(
+                [leaf.score for leaf in leaves],  # type: ignore[misc]
+                ctx.settings.particle_temperature)
             [chosen] = draw_ancestors(rng, final_weights, 1)
             reference = ctx.tree.path(leaves[chosen])
         sweeps.append(ParticleSweep(tuple(rounds), tuple(leaf.id for leaf in leaves), chosen))
-    history = ParticleHistory(SOFTMAX_TEMPERATURE, tuple(sweeps))
+    history = ParticleHistory(ctx.settings.particle_temperature, tuple(sweeps))
     return SearchResult("pgibbs", n, None, tuple(candidates), ctx.tree, ctx.ledger,
                         details=history)

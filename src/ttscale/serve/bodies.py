@@ -1,6 +1,7 @@
 """The bodies of ``POST /v1/chat/completions`` and ``POST /v1/completions`` as pydantic models:
 OpenAI's fields and ttscale's extra ones (``method``, ``budget``, ``width``, ``prm``,
-``aggregation``, ``step_aggregation``), each validated into the value the search uses.
+``aggregation``, ``step_aggregation``, ``particle_temperature``), each validated into the value
+the search uses.
 
 Fields are declared in the order they are checked, and a request is refused for its first
 fault. A field's checks may read the fields declared before it (``info.data``, which holds
@@ -27,6 +28,7 @@ from ttscale.serve.problems import chat_problem, prompt_problem
 from ttscale.serve.refusals import invalid
 from ttscale.settings import (
     ANSWER_AGGREGATIONS,
+    MAX_PARTICLE_TEMPERATURE,
     STEP_AGGREGATIONS,
     AnswerAggregation,
     StepAggregation,
@@ -69,7 +71,8 @@ _IGNORED = {
     "frequency_penalty", "modalities", "reasoning_effort", "top_logprobs", "messages",
     "prompt",
 }
-_NUMBER_RANGES = {"temperature": (0.0, 2.0), "top_p": (0.0, 1.0)}
+_NUMBER_RANGES = {"temperature": (0.0, 2.0), "top_p": (0.0, 1.0),
+                  "particle_temperature": (0.0, MAX_PARTICLE_TEMPERATURE)}
 _AGGREGATIONS = {"aggregation": ANSWER_AGGREGATIONS, "step_aggregation": STEP_AGGREGATIONS}
 _MAX_TOKENS_HINT = "start the server with a larger --max-tokens-limit"
 _ABSENT: Any = object()  # a field not sent, where sending null is a fault of its own
@@ -104,6 +107,7 @@ class OpenAIRequest(BaseModel):
     prm: str = _ABSENT
     aggregation: AnswerAggregation = None
     step_aggregation: StepAggregation = None
+    particle_temperature: float | int = None  # pf and pgibbs: softmax(logit(score) / this)
     # sampling and the response
     max_completion_tokens: int | None = None  # OpenAI's newer name for max_tokens
     max_tokens: int = None
@@ -202,7 +206,7 @@ class OpenAIRequest(BaseModel):
             return min(_context(info).defaults.max_tokens, limits.max_tokens)
         return _within(handler(value), "max_tokens", 1, limits.max_tokens, _MAX_TOKENS_HINT)
 
-    @field_validator("temperature", "top_p", mode="wrap")
+    @field_validator("particle_temperature", "temperature", "top_p", mode="wrap")
     @classmethod
     def _number(cls, value: Any, handler, info: ValidationInfo) -> float:
         field = info.field_name
@@ -214,12 +218,12 @@ class OpenAIRequest(BaseModel):
             raise invalid(f"'{field}' is {value}; it must be between {low} and {high}")
         return float(number)
 
-    @field_validator("top_p")
+    @field_validator("particle_temperature", "top_p")
     @classmethod
-    def _top_p_above_zero(cls, top_p: float) -> float:
-        if top_p == 0:
-            raise invalid("'top_p' must be above 0")
-        return top_p
+    def _above_zero(cls, number: float, info: ValidationInfo) -> float:
+        if number == 0:
+            raise invalid(f"'{info.field_name}' must be above 0")
+        return number
 
     @field_validator("seed", mode="wrap")
     @classmethod
@@ -380,6 +384,11 @@ def body_schema(shape: type[OpenAIRequest], served: str, limits: ServerLimits) -
                 "description": "the scorer; absent: the server's default"},
         "aggregation": {"enum": [*ANSWER_AGGREGATIONS, None]},
         "step_aggregation": {"enum": [*STEP_AGGREGATIONS, None]},
+        "particle_temperature": {
+            **_nullable("number", exclusiveMinimum=0,
+                        maximum=_NUMBER_RANGES["particle_temperature"][1]),
+            "description": "particle filtering and Gibbs weigh a particle by softmax(logit("
+                           "score) / this); raise it for a coarse scorer"},
         "max_completion_tokens": tokens,
         "max_tokens": tokens,
         "temperature": _nullable("number", minimum=_NUMBER_RANGES["temperature"][0],

@@ -1,6 +1,6 @@
-"""What a request gets for the settings it does not send, and the most it may ask for. The
-search's own defaults (temperature, top_p, seed, width, aggregations) are the library's, read
-from :class:`ttscale.settings.SearchSettings`; the rest are the server's."""
+"""What a request gets for the settings it does not send, and the most it may ask for. The search's
+own defaults (temperature, top_p, seed, width, aggregations, particle temperature) are the
+library's, read from :class:`ttscale.settings.SearchSettings`; the rest are the server's."""
 
 from __future__ import annotations
 
@@ -24,6 +24,7 @@ class ServerDefaults:
     seed: int = SearchSettings.seed
     aggregation: str = SearchSettings.answer_aggregation
     step_aggregation: str = SearchSettings.step_aggregation
+    particle_temperature: float = SearchSettings.particle_temperature
 
 
 @dataclass(frozen=True)

@@ -1,11 +1,12 @@
-"""Reading an OpenAI-style request into one search: which problem, which method and budget,
-which scorer, what limits. Every refusal is a 400 (or 404 for the model) that names the field
-at fault and says what would be accepted.
+"""Reading an OpenAI-style request into one search: which problem, which method and budget, which
+scorer, what limits. Every refusal is a 400 (or 404 for the model) that names the field at fault
+and says what would be accepted.
 
 Test-time scaling settings come in the body's extra fields (``method``, ``budget``, ``width``,
-``prm``, ``aggregation``, ``step_aggregation``), or, for clients that cannot send extra fields,
-in the model name: ``beam-16/MODEL`` (beam search, N = 16), ``dvts-16x4/MODEL`` (DVTS, N = 16,
-M = 4), ``greedy/MODEL``. The body's checks are in :mod:`ttscale.serve.bodies`."""
+``prm``, ``aggregation``, ``step_aggregation``, ``particle_temperature``), or, for clients that
+cannot send extra fields, in the model name: ``beam-16/MODEL`` (beam search, N = 16),
+``dvts-16x4/MODEL`` (DVTS, N = 16, M = 4), ``greedy/MODEL``. The body's checks are in
+:mod:`ttscale.serve.bodies`."""
 
 from __future__ import annotations
 
@@ -42,6 +43,7 @@ class SearchRequest:
     prm: str
     aggregation: str
     step_aggregation: str
+    particle_temperature: float
     max_tokens: int
     temperature: float
     top_p: float
@@ -78,7 +80,8 @@ def parse_request(raw: bytes, endpoint: Endpoint, served: str, defaults: ServerD
     return SearchRequest(
         endpoint=endpoint, model=body.model.name, problem=body.problem, method=body.method,
         budget=body.budget, width=body.width, prm=body.prm, aggregation=body.aggregation,
-        step_aggregation=body.step_aggregation, max_tokens=body.max_tokens,
+        step_aggregation=body.step_aggregation,
+        particle_temperature=body.particle_temperature, max_tokens=body.max_tokens,
         temperature=body.temperature, top_p=body.top_p, seed=body.seed, n=body.n,
         stream=bool(body.stream),
         include_usage=bool(body.stream_options.get("include_usage", False)))

@@ -99,7 +99,8 @@ class SearchService:
             max_step_tokens=min(self.config.max_step_tokens, request.max_tokens),
             max_depth=self.config.max_depth, max_solution_tokens=request.max_tokens,
             width=request.width, step_aggregation=request.step_aggregation,
-            answer_aggregation=request.aggregation, seed=request.seed)
+            answer_aggregation=request.aggregation, seed=request.seed,
+            particle_temperature=request.particle_temperature)
 
     async def solve(self, request: SearchRequest, scorer: Scorer | None) -> SolveResult:
         return await solve_async(
