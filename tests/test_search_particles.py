@@ -25,6 +25,7 @@ from fakes import (
     prefix_of,
     requested,
 )
+from ttscale.errors import ConfigError
 from ttscale.search.best_of_n import sample_solutions
 from ttscale.search.methods import MethodSpec
 from ttscale.search.particle_filtering import (
@@ -37,7 +38,6 @@ from ttscale.search.particle_filtering import (
     resampling_rng,
     resampling_weights,
 )
-from ttscale.errors import ConfigError
 from ttscale.settings import MAX_PARTICLE_TEMPERATURE, SearchSettings
 
 DONE = ("finished", "truncated")

@@ -1,0 +1,79 @@
+"""The particle-temperature study's bookkeeping (``benchmarks/particle_temperature.py``) on
+records written here: the resampling diagnostics read from a record's particle history, and
+the pairing of every temperature with the study's temperature-1 run. The runs themselves are
+``ttscale run`` (tested on its own)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from benchmark_scripts import load_benchmark
+
+
+@pytest.fixture(scope="module")
+def study():
+    return load_benchmark("particle_temperature")
+
+
+def particle_record(problem: str, n: int, correct: bool, rounds, final, *, found=None,
+                    method: str = "pf") -> dict:
+    return {"key": f"{problem}|{method}|{n}", "problem_id": problem, "method": method,
+            "n": n, "correct": correct,
+            "pass_at_n": correct if found is None else found,
+            "ledger": {"total_flops": 100.0 * n},
+            "particles": {"temperature": 1.0, "sweeps": [
+                {"rounds": [{"nodes": list(range(len(w))), "weights": w, "ancestors": a}
+                            for w, a in rounds], "final": final, "reference": None}]}}
+
+
+def write_run(folder: Path, records: list[dict]) -> Path:
+    folder.mkdir(parents=True)
+    (folder / "manifest.json").write_text("{}")
+    (folder / "records.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    return folder
+
+
+def test_resampling_health_reads_the_effective_size_the_collapses_and_the_copies(study):
+    records = [
+        # uniform weights: the effective size is every particle; the draws spread
+        particle_record("p0", 4, True, [([0.25] * 4, [0, 1, 2, 2])], [5, 6, 7, 7]),
+        # one particle holds all the weight: effective size 1 of 4, every draw on it
+        particle_record("p1", 4, False, [([1.0, 0.0, 0.0, 0.0], [0, 0, 0, 0]),
+                                         ([0.5, 0.5, 0.0, 0.0], None)], [9, 9, 9, 9]),
+    ]
+    health = study.resampling_health(records)
+    # rounds: 4/4, 1/4 and 1/(0.5) = 2 of 4
+    assert health["effective_share"] == pytest.approx((1 + 0.25 + 0.5) / 3)
+    assert health["rounds"] == 2  # the last round drew nothing
+    assert health["one_ancestor"] == pytest.approx(1 / 2)
+    assert health["distinct_final"] == pytest.approx((3 + 1) / 2)
+
+
+def test_every_temperature_is_paired_with_temperature_one_on_the_problems_all_answered(
+        study, tmp_path):
+    flat = ([0.25] * 4, [0, 1, 2, 3])
+    collapsed = ([1.0, 0.0, 0.0, 0.0], [0, 0, 0, 0])
+    base = write_run(tmp_path / "base", [
+        particle_record(f"p{i}", 4, i < 1, [collapsed], [1, 1, 1, 1]) for i in range(5)])
+    # temperature 4 answered four of the five problems, three of them right
+    warm = write_run(tmp_path / "warm", [
+        particle_record(f"p{i}", 4, i < 3, [flat], [1, 2, 3, 4]) for i in range(4)])
+    rows = study.compare({1.0: base, 4.0: warm}, ["pf"], [4])
+    assert [(r["temperature"], r["count"]) for r in rows] == [(1.0, 4), (4.0, 4)]
+    one, four = rows
+    assert one["accuracy"]["value"] == pytest.approx(1 / 4)
+    assert four["accuracy"]["value"] == pytest.approx(3 / 4)
+    assert one["versus_temperature_1"] is None
+    assert four["versus_temperature_1"]["value"] == pytest.approx(2 / 4)
+    assert (one["one_ancestor"], four["one_ancestor"]) == (1.0, 0.0)
+    assert (one["effective_share"], four["effective_share"]) == pytest.approx((0.25, 1.0))
+    assert (one["distinct_final"], four["distinct_final"]) == (1.0, 4.0)
+
+
+def test_a_method_or_budget_missing_at_any_temperature_gets_no_row(study, tmp_path):
+    base = write_run(tmp_path / "base", [particle_record("p0", 4, True, [], [1])])
+    warm = write_run(tmp_path / "warm", [particle_record("p0", 16, True, [], [1])])
+    assert study.compare({1.0: base, 4.0: warm}, ["pf"], [4, 16]) == []
