@@ -15,7 +15,7 @@ temperature 1, paired over the problems both answered.
    (a right answer among them); the distinct final particles; the effective sample size of
    the weights (1 / Σw², as a share of the particles weighed), averaged over every
    resampling round; the share of rounds in which every particle drawn has one ancestor;
-   the final particles that are not copies of one another; and FLOPs.
+   the lineages left (the first steps the final particles descend from); and FLOPs.
 
 Writes ``benchmarks/results/particle-temperature.json`` and ``.md``; every figure comes from
 the records. The runs are kept gzipped under ``--archive``; the baseline is read from the
@@ -82,14 +82,28 @@ def _records(folder: Path, methods, budgets) -> dict[tuple[str, int], dict[str, 
     return table
 
 
+def lineages(record: dict) -> int:
+    """The first steps the final particles descend from: 1 when resampling left a single
+    lineage, up to N when every particle kept its own."""
+    parent = {node["id"]: node["parent"] for node in record["tree"]}
+    depth = {node["id"]: node["depth"] for node in record["tree"]}
+    firsts = set()
+    for sweep in record["particles"]["sweeps"]:
+        for leaf in sweep["final"]:
+            while depth[leaf] > 1:
+                leaf = parent[leaf]
+            firsts.add(leaf)
+    return len(firsts)
+
+
 def resampling_health(records) -> dict:
     """Over every resampling round of the records: the mean effective sample size of the
     weights as a share of the particles weighed, and the share of rounds whose draws all
-    fell on one ancestor; the mean distinct final particles per problem."""
-    shares, collapsed, rounds, distinct = [], 0, 0, []
+    fell on one ancestor; per problem, the mean lineages of the final particles."""
+    shares, collapsed, rounds, kept = [], 0, 0, []
     for record in records:
         sweeps = record["particles"]["sweeps"]
-        distinct.append(len({leaf for sweep in sweeps for leaf in sweep["final"]}))
+        kept.append(lineages(record))
         for sweep in sweeps:
             for r in sweep["rounds"]:
                 shares.append(1 / sum(w * w for w in r["weights"]) / len(r["weights"]))
@@ -98,7 +112,7 @@ def resampling_health(records) -> dict:
                     collapsed += len(set(r["ancestors"])) == 1
     return {"effective_share": sum(shares) / len(shares) if shares else None,
             "rounds": rounds, "one_ancestor": collapsed / rounds if rounds else None,
-            "distinct_final": sum(distinct) / len(distinct) if distinct else None}
+            "lineages": sum(kept) / len(kept) if kept else None}
 
 
 def compare(runs: dict[float, Path], methods, budgets) -> list[dict]:
@@ -154,12 +168,13 @@ def markdown(rows: list[dict], setup: dict) -> str:
              "the paired difference in points. pass@N: a right answer among the final "
              "particles. Effective share: the weights' effective sample size (1 / Σw²) as a "
              "share of the particles, averaged over rounds; one ancestor: the rounds whose "
-             "draws all fell on one particle. Distinct: the final particles per problem that "
-             "end on different nodes of the tree (not copies of one another).", ""]
+             "draws all fell on one particle. Lineages: the first steps the final particles "
+             "descend from, per problem (1: resampling left one lineage; N: none was "
+             "lost).", ""]
     if setup.get("short"):
         lines += [f"**Not finished**: {setup['short']}.", ""]
     lines += ["| method | N | temperature | problems | accuracy | versus temperature 1 "
-              "| pass@N | effective share | one ancestor | distinct | FLOPs |",
+              "| pass@N | effective share | one ancestor | lineages | FLOPs |",
               "|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         lines.append(
@@ -167,7 +182,7 @@ def markdown(rows: list[dict], setup: dict) -> str:
             f"| {_pct(r['accuracy'])} | {_signed(r['versus_temperature_1'])} "
             f"| {r['pass_at_n']:.0%} | {_share(r['effective_share'])} "
             f"| {_share(r['one_ancestor'])} of {r['rounds']} "
-            f"| {r['distinct_final']:.1f} | {format_flops(r['flops'])} |")
+            f"| {r['lineages']:.1f} | {format_flops(r['flops'])} |")
     return "\n".join(lines) + "\n"
 
 
