@@ -67,6 +67,7 @@ def make_run(args, temperature: float, threads: int) -> Path:
                 "--particle-temperature", f"{temperature:g}",
                 "--parallel", str(args.parallel), "--out", str(out),
                 "--threads", str(threads))
+    if (out / "records.jsonl").exists():  # with --tables-only too: what is done is kept
         archive_run(out, args.archive)
     return out
 
