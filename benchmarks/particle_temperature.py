@@ -21,7 +21,7 @@ Writes ``benchmarks/results/particle-temperature.json`` and ``.md``; every figur
 the records. The runs are kept gzipped under ``--archive``; the baseline is read from the
 method study's run folder, unpacked from its archive when missing.
 
-Usage: python benchmarks/particle_temperature.py [--temperatures 4,16] [--methods pf]
+Usage: python benchmarks/particle_temperature.py [--temperatures 4,16,64] [--methods pf]
        [--n 4,16] [--per-level 100] [--workers 2] [--parallel 4] [--tables-only]
 """
 
@@ -198,7 +198,7 @@ def main() -> None:
                         default=Path("runs/bench-methods") / f"ladder-level-{LEVEL}-{SCORER}",
                         help="the method study's run of the same problems at temperature 1")
     parser.add_argument("--temperatures", type=lambda s: [float(v) for v in s.split(",")],
-                        default=[4.0, 16.0])
+                        default=[4.0, 16.0, 64.0])
     parser.add_argument("--methods", type=lambda s: s.split(","), default=["pf"])
     parser.add_argument("--n", type=lambda s: [int(v) for v in s.split(",")], default=[4, 16])
     parser.add_argument("--per-level", type=int, default=100)
