@@ -42,7 +42,7 @@ from ttscale.stats import bootstrap_mean, paired_difference
 
 sys.path.insert(0, str(Path(__file__).parent))
 from methods import ARCHIVE as STUDY_ARCHIVE  # noqa: E402 - beside this file
-from methods import STEP_AGGREGATION, STEP_SETTINGS, ttscale  # noqa: E402
+from methods import STEP_AGGREGATION, STEP_SETTINGS, _pct, _signed, ttscale  # noqa: E402
 from run_archive import archive_run, restore  # noqa: E402
 
 RESULTS = Path(__file__).parent / "results"
@@ -147,18 +147,6 @@ def compare(runs: dict[float, Path], methods, budgets) -> list[dict]:
     return rows
 
 
-def _pct(estimate: dict) -> str:
-    return (f"{estimate['value']:.1%} [{estimate['low']:.1%}, {estimate['high']:.1%}]"
-            .replace("%", ""))
-
-
-def _signed(estimate: dict | None) -> str:
-    if estimate is None:
-        return ""
-    return (f"{estimate['value'] * 100:+.1f} [{estimate['low'] * 100:+.1f}, "
-            f"{estimate['high'] * 100:+.1f}]")
-
-
 def markdown(rows: list[dict], setup: dict) -> str:
     lines = ["# Particle filtering's weight temperature with a coarse scorer", "",
              f"Machine: {setup['machine']}. Ladder level {LEVEL}, scorer `{SCORER}` (a step "
@@ -180,7 +168,8 @@ def markdown(rows: list[dict], setup: dict) -> str:
     for r in rows:
         lines.append(
             f"| {r['method']} | {r['n']} | {r['temperature']:g} | {r['count']} "
-            f"| {_pct(r['accuracy'])} | {_signed(r['versus_temperature_1'])} "
+            f"| {_pct(r['accuracy'])} "
+            f"| {_signed(r['versus_temperature_1']) if r['versus_temperature_1'] else ''} "
             f"| {r['pass_at_n']:.0%} | {_share(r['effective_share'])} "
             f"| {_share(r['one_ancestor'])} of {r['rounds']} "
             f"| {r['lineages']:.1f} | {format_flops(r['flops'])} |")
