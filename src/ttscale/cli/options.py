@@ -159,8 +159,8 @@ ProbeAgreementOpt = Annotated[int, typer.Option(
     help="early exit: this many probes in a row with the same answer end the thought")]
 ParticleTemperatureOpt = Annotated[float, typer.Option(
     help="particle filtering and Gibbs: the weights are softmax(logit(score) / this). 1 is "
-         "the paper's; raise it (e.g. 8) for a coarse scorer such as arith, whose weights at 1 "
-         "copy one particle into every slot")]
+         "the paper's; raise it (e.g. 16) for a coarse scorer such as arith, whose weights at "
+         "1 copy one particle into every slot")]
 ThinkingOpt = Annotated[str, typer.Option(
     help="a reasoning policy's thought (<think> … </think>): auto (as the chat template "
          "says), on, or off (Qwen3's enable_thinking=False; an R1 thought closed at once)")]

@@ -174,7 +174,8 @@ def server_config(method: str, budget: int, width: int, prm: str, max_tokens: in
                   request_timeout: float, max_body_bytes: int, api_key: str | None,
                   served_model_name: str | None) -> ServerConfig:
     """How the server searches and what it accepts, from its options."""
-    SearchSettings(temperature=temperature, particle_temperature=particle_temperature)  # checks
+    # a bad default is refused here, once, rather than in every request that takes it
+    SearchSettings(temperature=temperature, particle_temperature=particle_temperature)
     config = ServerConfig(
         defaults=ServerDefaults(method=method, budget=budget, width=width, prm=prm,
                                 max_tokens=max_tokens, temperature=temperature,

@@ -82,6 +82,7 @@ from ttscale.search.beam_search import BeamGroup, expand_round
 from ttscale.search.context import SearchContext
 from ttscale.search.result import Candidate, SearchResult, candidate_from_leaf
 from ttscale.search.tree import Node
+from ttscale.settings import SearchSettings
 
 SCORE_CLIP = 1e-7  # scores are clipped to [SCORE_CLIP, 1 - SCORE_CLIP] before the logit
 GIBBS_SWEEPS = 2  # particle Gibbs: sweeps the budget is split into (fewer for small budgets)
@@ -93,7 +94,8 @@ NEUTRAL_SCORE = 0.5  # every step's score when no scorer is given
 # --------------------------------------------------------------------------------------------
 
 
-def resampling_weights(scores: Sequence[float], temperature: float = 1.0) -> list[float]:
+def resampling_weights(scores: Sequence[float],
+                       temperature: float = SearchSettings.particle_temperature) -> list[float]:
     """The particles' resampling probabilities: softmax of ``logit(score) / temperature``."""
     logits = [_logit(score) / temperature for score in scores]
     top = max(logits)
