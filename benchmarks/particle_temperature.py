@@ -12,10 +12,10 @@ temperature 1, paired over the problems both answered.
    ``--temperatures``, ``--workers`` runs at once.
 2. Per method, N and temperature (the study's run as temperature 1): accuracy with a 95 %
    bootstrap interval; the paired difference to temperature 1; pass@N of the final particles
-   (a right answer among them); the distinct final particles; the effective sample size of
-   the weights (1 / Σw², as a share of the particles weighed), averaged over every
-   resampling round; the share of rounds in which every particle drawn has one ancestor;
-   the lineages left (the first steps the final particles descend from); and FLOPs.
+   (a right answer among them); the effective sample size of the weights (1 / Σw², as a
+   share of the particles weighed), averaged over every resampling round; the share of
+   rounds in which every particle drawn has one ancestor; the lineages left (the first steps
+   the final particles descend from); and FLOPs.
 
 Writes ``benchmarks/results/particle-temperature.json`` and ``.md``; every figure comes from
 the records. The runs are kept gzipped under ``--archive``; the baseline is read from the
@@ -116,10 +116,16 @@ def resampling_health(records) -> dict:
             "lineages": sum(kept) / len(kept) if kept else None}
 
 
-def compare(runs: dict[float, Path], methods, budgets) -> list[dict]:
+def read_runs(runs: dict[float, Path], methods, budgets
+              ) -> dict[float, dict[tuple[str, int], dict[str, dict]]]:
+    """{temperature: {(method, N): {problem id: record}}}, each run read once."""
+    return {t: _records(folder, methods, budgets) for t, folder in runs.items()}
+
+
+def compare(tables: dict[float, dict[tuple[str, int], dict[str, dict]]], methods,
+            budgets) -> list[dict]:
     """A row per method, N and temperature, paired with temperature 1 over the problems
     every temperature answered."""
-    tables = {t: _records(folder, methods, budgets) for t, folder in runs.items()}
     rows = []
     for method in methods:
         for n in budgets:
@@ -211,10 +217,10 @@ def main() -> None:
         made = list(pool.map(lambda t: make_run(args, t, threads), args.temperatures))
     runs = {BASELINE_TEMPERATURE: args.baseline, **dict(zip(args.temperatures, made,
                                                             strict=True))}
-    rows = compare(runs, args.methods, args.n)
-    answered = {t: len({r["problem_id"] for r in read_records(folder / "records.jsonl")
-                        .records}) if (folder / "records.jsonl").exists() else 0
-                for t, folder in runs.items()}
+    tables = read_runs(runs, args.methods, args.n)
+    rows = compare(tables, args.methods, args.n)
+    answered = {t: len({p for records in table.values() for p in records})
+                for t, table in tables.items()}
     setup = {"machine": f"{platform.machine()}, {platform.processor() or 'cpu'}",
              "settings": STEP_SETTINGS, "n": args.n, "methods": args.methods,
              "baseline": str(args.baseline),

@@ -83,7 +83,7 @@ def test_every_temperature_is_paired_with_temperature_one_on_the_problems_all_an
     # temperature 4 answered four of the five problems, three of them right
     warm = write_run(tmp_path / "warm", [
         particle_record(f"p{i}", 4, i < 3, [flat], [3, 6, 9, 12]) for i in range(4)])
-    rows = study.compare({1.0: base, 4.0: warm}, ["pf"], [4])
+    rows = study.compare(study.read_runs({1.0: base, 4.0: warm}, ["pf"], [4]), ["pf"], [4])
     assert [(r["temperature"], r["count"]) for r in rows] == [(1.0, 4), (4.0, 4)]
     one, four = rows
     assert one["accuracy"]["value"] == pytest.approx(1 / 4)
@@ -98,4 +98,5 @@ def test_every_temperature_is_paired_with_temperature_one_on_the_problems_all_an
 def test_a_method_or_budget_missing_at_any_temperature_gets_no_row(study, tmp_path):
     base = write_run(tmp_path / "base", [particle_record("p0", 4, True, [], [1])])
     warm = write_run(tmp_path / "warm", [particle_record("p0", 16, True, [], [1])])
-    assert study.compare({1.0: base, 4.0: warm}, ["pf"], [4, 16]) == []
+    tables = study.read_runs({1.0: base, 4.0: warm}, ["pf"], [4, 16])
+    assert study.compare(tables, ["pf"], [4, 16]) == []
